@@ -1,0 +1,89 @@
+import pytest
+import torch
+
+from unidiff.canvas import Role, prompt_canvas
+from unidiff.decode import decode
+from unidiff.vocab import EOS_ID, PAD_ID
+
+
+def _prompts(spec, n, random_sample, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [{k: v for k, v in random_sample(spec, g).items() if k in ("text", "state")} for _ in range(n)]
+
+
+@pytest.mark.parametrize("temperature,noise_scale,cfg", [(0.0, 0.0, 0.0), (1.0, 2.0, 1.5)])
+def test_batch_of_8_equals_one_at_a_time(spec, net, temperature, noise_scale, cfg, random_sample):
+    tokens, roles = prompt_canvas(spec, _prompts(spec, 8, random_sample), ("image", "action"))
+    kw = dict(steps=4, temperature=temperature, noise_scale=noise_scale, cfg_scale=cfg)
+    batch = decode(net, tokens, roles, seeds=list(range(100, 108)), **kw).tokens
+    single = torch.cat([decode(net, tokens[i : i + 1], roles[i : i + 1], seeds=[100 + i], **kw).tokens for i in range(8)])
+    assert torch.equal(batch, single)
+
+
+def test_decode_fills_every_target_within_range_and_keeps_given(spec, net, random_sample):
+    tokens, roles = prompt_canvas(spec, _prompts(spec, 4, random_sample), ("image", "action"))
+    out = decode(net, tokens, roles, steps=3, temperature=1.0, seeds=0)
+    assert out.nfe == 3
+    for m in ("image", "action"):
+        lo, hi = spec.vocab.range(m)
+        seg = out.tokens[:, spec.slices[m]]
+        assert ((seg >= lo) & (seg < hi)).all()
+    for m in ("text", "state"):
+        assert torch.equal(out.tokens[:, spec.slices[m]], tokens[:, spec.slices[m]])
+
+
+def test_same_seed_same_samples_and_other_seed_differs(spec, net, random_sample):
+    tokens, roles = prompt_canvas(spec, _prompts(spec, 4, random_sample), ("image",))
+    a = decode(net, tokens, roles, steps=4, temperature=1.0, seeds=7).tokens
+    b = decode(net, tokens, roles, steps=4, temperature=1.0, seeds=7).tokens
+    c = decode(net, tokens, roles, steps=4, temperature=1.0, seeds=8).tokens
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_schedule_commits_one_token_per_step_at_most_length_steps(spec, net, random_sample):
+    tokens, roles = prompt_canvas(spec, _prompts(spec, 2, random_sample), ("image",))
+    out = decode(net, tokens, roles, steps=50)
+    assert out.steps == 9  # 9 image tokens: at least one commit per step, then stop
+
+
+def test_bad_arguments_are_rejected(spec, net, random_sample):
+    tokens, roles = prompt_canvas(spec, _prompts(spec, 2, random_sample), ("image",))
+    with pytest.raises(ValueError, match="steps"):
+        decode(net, tokens, roles, steps=0)
+    with pytest.raises(ValueError, match="schedule"):
+        decode(net, tokens, roles, schedule="cosin")
+    with pytest.raises(ValueError, match="seeds"):
+        decode(net, tokens, roles, seeds=[1, 2, 3])
+    with pytest.raises(KeyError, match="no 'video' segment"):
+        prompt_canvas(spec, _prompts(spec, 1, random_sample), ("video",))
+
+
+@pytest.mark.parametrize("kw", [{}, {"cfg_scale": 2.0, "temperature": 1.0}, {"threshold": 0.5, "remask": 0.2, "remask_budget": 4}])
+def test_condition_cache_gives_identical_tokens(spec, net, random_sample, kw):
+    tokens, roles = prompt_canvas(spec, _prompts(spec, 6, random_sample), ("image", "action"))
+    a = decode(net, tokens, roles, steps=5, cache=True, seeds=3, **kw)
+    b = decode(net, tokens, roles, steps=5, cache=False, seeds=3, **kw)
+    assert torch.equal(a.tokens, b.tokens) and a.nfe == b.nfe
+
+
+def test_threshold_commit_adapts_the_number_of_steps(spec, net, random_sample):
+    tokens, roles = prompt_canvas(spec, _prompts(spec, 2, random_sample), ("image",))
+    loose = decode(net, tokens, roles, steps=9, threshold=1e-6)  # everything is confident enough
+    strict = decode(net, tokens, roles, steps=9, threshold=0.999999)  # nothing is: one per step
+    assert loose.steps == 1 and strict.steps == 9
+
+
+def test_remasking_respects_its_budget(spec, net, random_sample):
+    tokens, roles = prompt_canvas(spec, _prompts(spec, 4, random_sample), ("image", "action"))
+    out = decode(net, tokens, roles, steps=8, remask=0.9, remask_budget=3, temperature=1.0)
+    assert 0 < out.remasked <= 3 * 4
+    assert not (out.tokens == spec.mask_ids).any()  # still fills everything
+
+
+def test_elastic_length_pads_after_eos(spec, net, random_sample):
+    # force [EOS] at text position 2 by giving it; the masked tail must come back as [PAD]
+    tokens, roles = prompt_canvas(spec, _prompts(spec, 2, random_sample), ("text",))
+    text = spec.slices["text"]
+    tokens[:, text.start + 2] = EOS_ID
+    out = decode(net, tokens, roles, steps=4)
+    assert (out.tokens[:, text.start + 3 : text.stop] == PAD_ID).all()

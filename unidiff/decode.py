@@ -1,0 +1,204 @@
+"""The iterative masked decoder, separate from the model (a diffusers-style scheduler).
+
+Start with the positions to generate masked; at each step predict every masked position and
+commit some of them -- by the schedule (the masked fraction of each target segment follows
+gamma from t=1 to t=0) or by confidence threshold (every token above tau, so easy samples take
+few steps) -- and keep the rest masked.  Optional remasking sends committed tokens whose
+confidence has fallen back to [MASK] (self-correction, within a budget); elastic length fills a
+text segment with [PAD] after a committed [EOS].
+
+Exact condition cache: under the attention rule the GIVEN positions never see the targets, so
+their keys/values are computed once and each step runs only over the target positions.
+
+Every random draw comes from a per-sample generator and each sample's segments are handled
+independently, so a sample decodes to the same tokens whatever batch it is in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from unidiff.canvas import Role, position_roles
+from unidiff.model import Backbone
+from unidiff.noise import mask_fraction
+from unidiff.vocab import EOS_ID, PAD_ID
+
+
+@dataclass
+class DecodeOutput:
+    tokens: torch.Tensor  # (B, L) canvas with every masked target position filled
+    nfe: int  # network function evaluations (forward passes; CFG costs two per step)
+    steps: int  # decoding steps taken
+    remasked: int = 0  # tokens sent back to [MASK] by remasking, over the batch
+
+
+class ConditionCache:
+    """Runs the backbone for one canvas whose roles stay fixed while decoding.
+
+    With ``enabled`` and a batch in which no column is GIVEN in one row and TARGET in another,
+    the GIVEN columns run once (keys/values kept per layer) and every call runs only the TARGET
+    columns against them -- the same numbers as a full pass up to float rounding, at a fraction
+    of the cost.  Otherwise every call is a full pass.
+    """
+
+    def __init__(self, model: Backbone, tokens: torch.Tensor, pos_roles: torch.Tensor, enabled: bool = True) -> None:
+        self.model, self.pos_roles = model, pos_roles
+        given, target = (pos_roles == Role.GIVEN).any(0), (pos_roles == Role.TARGET).any(0)
+        self.cached = enabled and not bool((given & target).any())
+        if self.cached:
+            self.gidx, self.tidx = given.nonzero().squeeze(1), target.nonzero().squeeze(1)
+            self.prefix, self.roles = None, pos_roles[:, self.tidx]
+            if self.gidx.numel():
+                _, self.prefix = model.run(tokens[:, self.gidx], self.gidx, pos_roles[:, self.gidx])
+                self.roles = torch.cat([pos_roles[:, self.gidx], self.roles], dim=1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L) canvas -> (B, L, width) hidden states, valid at TARGET positions."""
+        if not self.cached:
+            return self.model(x, self.pos_roles)
+        h, _ = self.model.run(x[:, self.tidx], self.tidx, self.roles, prefix=self.prefix)
+        out = h.new_zeros(*x.shape, h.shape[-1])
+        out[:, self.tidx] = h
+        return out
+
+
+def _gumbel(shape, gens: list[torch.Generator], rows: torch.Tensor) -> torch.Tensor:
+    """Gumbel(0, 1) noise of ``shape[1:]`` for each sample in ``rows``, each from its own generator."""
+    out = torch.zeros(shape)
+    for i, b in enumerate(rows.tolist()):
+        u = torch.rand(shape[1:], generator=gens[b], dtype=torch.float64)
+        out[i] = -torch.log(-torch.log(u.clamp_min(1e-20)))
+    return out
+
+
+def _validate(steps, schedule, temperature, noise_scale, cfg_scale, threshold, remask, seeds, batch) -> list[int]:
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    mask_fraction(schedule, torch.zeros(1))  # raises on an unknown schedule
+    for name, v in (("temperature", temperature), ("noise_scale", noise_scale), ("cfg_scale", cfg_scale)):
+        if v < 0:
+            raise ValueError(f"{name} must be >= 0, got {v}")
+    for name, v in (("threshold", threshold), ("remask", remask)):
+        if v is not None and not 0.0 < v < 1.0:
+            raise ValueError(f"{name} must be a probability in (0, 1) or None, got {v}")
+    seeds = [seeds + i for i in range(batch)] if isinstance(seeds, int) else list(seeds)
+    if len(seeds) != batch:
+        raise ValueError(f"got {len(seeds)} seeds for a batch of {batch}; pass one seed per sample or one int")
+    return seeds
+
+
+@torch.no_grad()
+def decode(
+    model: Backbone,
+    tokens: torch.Tensor,
+    roles: torch.Tensor,
+    *,
+    steps: int = 8,
+    schedule: str = "cosine",
+    temperature: float = 0.0,
+    noise_scale: float = 0.0,
+    cfg_scale: float = 0.0,
+    threshold: float | None = None,
+    remask: float | None = None,
+    remask_budget: int = 0,
+    elastic: bool = True,
+    cache: bool = True,
+    seeds: int | list[int] = 0,
+) -> DecodeOutput:
+    """Fill every [MASK_*] position of the TARGET segments.
+
+    Args:
+        tokens: (B, L) canvas; GIVEN segments hold clean tokens, TARGET positions to generate
+            hold their modality's mask id (other target positions are kept: infilling).
+        roles: (B, S) per-segment roles.
+        steps: decoding steps (with ``threshold``: the most steps); the last commits everything.
+        schedule: ``cosine`` or ``linear``: the masked fraction after each step.
+        temperature: token sampling temperature (0 = argmax).
+        noise_scale: Gumbel noise on the confidence used to choose which tokens to commit,
+            annealed to 0 over the steps (MaskGIT's choice temperature; 0 = pure confidence).
+        cfg_scale: classifier-free guidance w: logits = cond + w * (cond - uncond), where the
+            unconditional pass makes every GIVEN segment ABSENT.  0 disables it.
+        threshold: commit every masked token whose probability exceeds it (at least one per
+            segment per step) instead of following the schedule; NFE adapts to difficulty.
+        remask: send a committed token back to [MASK] when its probability under the current
+            prediction falls below this, at most ``remask_budget`` times per sample.
+        elastic: once a text segment commits [EOS], fill the rest of it with [PAD].
+        cache: compute the GIVEN part once (exact under the attention rule).
+        seeds: one seed per sample, or an int ``s`` meaning ``s, s+1, ...``.
+    """
+    spec = model.spec
+    B, L = tokens.shape
+    seeds = _validate(steps, schedule, temperature, noise_scale, cfg_scale, threshold, remask, seeds, B)
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    dev = tokens.device
+    x = tokens.clone()
+    pos_roles = position_roles(spec, roles.to(dev))
+    mask_ids = spec.mask_ids.to(dev)
+    todo = (pos_roles == Role.TARGET) & (x == mask_ids)
+    generated = todo.clone()  # positions this call fills (candidates for remasking)
+    forward = ConditionCache(model, x, pos_roles, enabled=cache)
+    uncond = None
+    if cfg_scale > 0:
+        uncond_roles = torch.where(pos_roles == Role.GIVEN, torch.full_like(pos_roles, Role.ABSENT), pos_roles)
+        uncond = ConditionCache(model, x, uncond_roles, enabled=cache)
+    targets = [(s, seg) for s, seg in enumerate(spec.segments) if bool((roles[:, s] == Role.TARGET).any())]
+    n0 = {seg.modality: todo[:, spec.slices[seg.modality]].sum(1) for _, seg in targets}
+    budget = torch.full((B,), remask_budget if remask is not None else 0, device=dev)
+    nfe = taken = n_remasked = 0
+    for k in range(steps):
+        if not bool(todo.any()):
+            break
+        taken += 1
+        last = k == steps - 1
+        hidden = forward(x)
+        hidden_u = uncond(x) if uncond is not None else None
+        nfe += 1 if uncond is None else 2
+        keep_frac = mask_fraction(schedule, torch.tensor(1.0 - (k + 1) / steps, dtype=torch.float64))
+        for s, seg in targets:
+            m, sl = seg.modality, spec.slices[seg.modality]
+            rows = (roles[:, s] == Role.TARGET).nonzero().squeeze(1).cpu()
+            logits = model.logits(hidden[rows, sl], m).float()
+            if hidden_u is not None:
+                logits = logits + cfg_scale * (logits - model.logits(hidden_u[rows, sl], m).float())
+            logp = torch.log_softmax(logits, -1)
+            ids = model.output_ids(m)
+            seg_x, masked = x[rows, sl], todo[rows, sl]
+            if remask is not None and not last:
+                # self-correction: committed tokens the model now doubts go back to [MASK]
+                col = torch.searchsorted(ids, seg_x.clamp(ids[0], ids[-1]))
+                p_now = logp.gather(-1, col.unsqueeze(-1)).squeeze(-1).exp()
+                doubt = generated[rows, sl] & ~masked & (p_now < remask)
+                order = torch.argsort(torch.argsort(p_now.masked_fill(~doubt, 2.0), dim=1, stable=True), dim=1, stable=True)
+                doubt &= order < budget[rows].unsqueeze(1)
+                budget[rows] -= doubt.sum(1)
+                n_remasked += int(doubt.sum())
+                masked = masked | doubt
+            if temperature > 0:
+                pick = (logits / temperature + _gumbel(logits.shape, gens, rows).to(dev)).argmax(-1)
+            else:
+                pick = logits.argmax(-1)
+            conf = logp.gather(-1, pick.unsqueeze(-1)).squeeze(-1).double()
+            n_masked = masked.sum(1)
+            if last:
+                n_commit = n_masked
+            elif threshold is not None:
+                n_commit = ((conf.exp() > threshold) & masked).sum(1)
+            else:
+                n_commit = n_masked - torch.floor(n0[m][rows].double() * keep_frac).long()
+            n_commit = torch.minimum(torch.clamp(n_commit, min=1), n_masked)
+            if noise_scale > 0:
+                conf = conf + noise_scale * (1.0 - (k + 1) / steps) * _gumbel(conf.shape, gens, rows).to(dev)
+            conf = conf.masked_fill(~masked, float("-inf"))
+            rank = torch.argsort(torch.argsort(conf, dim=1, descending=True, stable=True), dim=1, stable=True)
+            commit = masked & (rank < n_commit.unsqueeze(1))
+            seg_x = torch.where(commit, ids[pick], torch.where(masked, mask_ids[sl], seg_x))
+            masked = masked & ~commit
+            if m == "text" and elastic:
+                # elastic length: every generated position after the first [EOS] is [PAD]
+                after = (seg_x == EOS_ID).long().cumsum(1) - (seg_x == EOS_ID).long() > 0
+                fill = after & generated[rows, sl]
+                seg_x, masked = torch.where(fill, torch.full_like(seg_x, PAD_ID), seg_x), masked & ~fill
+            x[rows, sl] = seg_x
+            todo[rows, sl] = masked
+    return DecodeOutput(x, nfe, taken, n_remasked)

@@ -1,0 +1,150 @@
+"""The backbone: one bidirectional transformer over the whole canvas.
+
+Nothing task-specific lives here.  Input: joint token ids and each position's role; output:
+hidden states, and per-modality logits restricted to the ids that modality may emit (a text slot
+never emits an image code).  Positions carry a modality embedding plus factorised 2-D (row,
+column) embeddings of their segment's grid, so images are 2-D and action chunks are steps x dims.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from timm.layers import Mlp, RmsNorm
+from torch import nn
+
+from unidiff.canvas import CanvasSpec, Role, attention_mask
+from unidiff.vocab import MODALITIES
+
+
+@dataclass
+class BackboneConfig:
+    """Transformer size.  ``causal=True`` gives the autoregressive twin of the same backbone."""
+
+    width: int = 256
+    depth: int = 6
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    causal: bool = False
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads:
+            raise ValueError(f"backbone.width ({self.width}) must be divisible by backbone.heads ({self.heads})")
+        if self.depth < 1:
+            raise ValueError(f"backbone.depth must be >= 1, got {self.depth}")
+
+
+class SelfAttention(nn.Module):
+    """Multi-head attention with QK-norm; keys/values of a cached prefix can be passed in."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.q_norm = RmsNorm(dim // heads)
+        self.k_norm = RmsNorm(dim // heads)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x, mask, prefix_kv=None):
+        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
+        q, k = self.q_norm(q), self.k_norm(k)
+        kv = (k, v)
+        if prefix_kv is not None:
+            k, v = torch.cat([prefix_kv[0], k], dim=2), torch.cat([prefix_kv[1], v], dim=2)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask.unsqueeze(1), dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.proj(rearrange(out, "b h l d -> b l (h d)")), kv
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: BackboneConfig) -> None:
+        super().__init__()
+        self.norm1 = RmsNorm(cfg.width)
+        self.attn = SelfAttention(cfg.width, cfg.heads, cfg.dropout)
+        self.norm2 = RmsNorm(cfg.width)
+        self.mlp = Mlp(cfg.width, int(cfg.width * cfg.mlp_ratio), act_layer=nn.GELU, drop=cfg.dropout)
+
+    def forward(self, x, mask, prefix_kv=None):
+        a, kv = self.attn(self.norm1(x), mask, prefix_kv)
+        x = x + a
+        return x + self.mlp(self.norm2(x)), kv
+
+
+class Backbone(nn.Module):
+    def __init__(self, spec: CanvasSpec, cfg: BackboneConfig) -> None:
+        super().__init__()
+        self.spec, self.cfg = spec, cfg
+        d = cfg.width
+        self.tok_emb = nn.Embedding(spec.vocab.size, d)
+        self.mod_emb = nn.Embedding(len(MODALITIES), d)
+        rows, cols = spec.grid_positions
+        seg = spec.segment_ids
+        row_off = torch.tensor([0] + [s.rows for s in spec.segments]).cumsum(0)
+        col_off = torch.tensor([0] + [s.cols for s in spec.segments]).cumsum(0)
+        self.row_emb = nn.Embedding(int(row_off[-1]), d)
+        self.col_emb = nn.Embedding(int(col_off[-1]), d)
+        self.register_buffer("pos_row", rows + row_off[seg], persistent=False)
+        self.register_buffer("pos_col", cols + col_off[seg], persistent=False)
+        self.register_buffer("pos_mod", spec.modality_ids.clone(), persistent=False)
+        for m in spec.modalities:
+            self.register_buffer(f"out_ids_{m}", spec.vocab.output_ids(m), persistent=False)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.norm = RmsNorm(d)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def output_ids(self, modality: str) -> torch.Tensor:
+        """Joint ids behind the columns of :meth:`logits` for this modality."""
+        return getattr(self, f"out_ids_{modality}")
+
+    def embed(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Token + modality + 2-D position embedding; ``positions`` index the canvas layout."""
+        pos = self.mod_emb(self.pos_mod[positions]) + self.row_emb(self.pos_row[positions]) + self.col_emb(self.pos_col[positions])
+        return self.tok_emb(tokens) + pos
+
+    def run(self, tokens, positions, pos_roles, prefix=None):
+        """Transformer over a subset of canvas positions.  ``prefix`` = per-layer (k, v) of positions
+        computed earlier (the cached condition) that these positions may attend to; its roles come
+        first in ``pos_roles``.  Returns final hidden states and the per-layer (k, v) of this run."""
+        mask = attention_mask(pos_roles, causal=self.cfg.causal)
+        if prefix is not None:
+            mask = mask[:, -tokens.shape[1] :]
+        x = self.embed(tokens, positions)
+        kvs = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, mask, None if prefix is None else prefix[i])
+            kvs.append(kv)
+        return self.norm(x), kvs
+
+    def forward(self, tokens: torch.Tensor, pos_roles: torch.Tensor) -> torch.Tensor:
+        """(B, L) tokens and roles -> (B, L, width) hidden states.
+
+        Positions that are ABSENT in every row of the batch are dropped before the transformer
+        (they cost no compute) and come back as zeros.
+        """
+        B, L = tokens.shape
+        if L != self.spec.length:
+            raise ValueError(f"expected a canvas of length {self.spec.length}, got {L}")
+        keep = (pos_roles != Role.ABSENT).any(0)
+        if bool(keep.all()):
+            return self.run(tokens, torch.arange(L, device=tokens.device), pos_roles)[0]
+        idx = keep.nonzero().squeeze(1)
+        h = self.run(tokens[:, idx], idx, pos_roles[:, idx])[0]
+        out = h.new_zeros(B, L, h.shape[-1])
+        out[:, idx] = h
+        return out
+
+    def logits(self, hidden: torch.Tensor, modality: str) -> torch.Tensor:
+        """Hidden states of ``modality`` positions -> logits over that modality's output ids only
+        (weights tied to the token embedding)."""
+        return hidden @ self.tok_emb.weight[self.output_ids(modality)].T
