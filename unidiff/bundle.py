@@ -110,6 +110,24 @@ class Unidiff:
     def __post_init__(self) -> None:
         self.spec = self.net.spec
 
+    def caption(self, images, **kw) -> list[str]:
+        """uint8 (H, W, 3) images -> captions (see :func:`unidiff.tasks.caption`)."""
+        from unidiff.tasks import caption
+
+        return caption(self, images, **kw)
+
+    def generate(self, prompts, **kw):
+        """Prompts -> uint8 (H, W, 3) images (see :func:`unidiff.tasks.generate`)."""
+        from unidiff.tasks import generate
+
+        return generate(self, prompts, **kw)
+
+    def policy(self, **kw):
+        """A :class:`unidiff.tasks.DiffusionPolicy` with ``reset()`` / ``select_action(obs)``."""
+        from unidiff.tasks import DiffusionPolicy
+
+        return DiffusionPolicy(self, **kw)
+
 
 def load_bundle(path: str | os.PathLike, *, device: str = "cpu") -> Unidiff:
     """Load and verify a bundle: every file present and matching its checksum, a format this

@@ -183,22 +183,32 @@ def position_roles(spec: CanvasSpec, roles: torch.Tensor) -> torch.Tensor:
     return roles[:, spec.segment_ids.to(roles.device)]
 
 
-def attention_mask(pos_roles: torch.Tensor, causal: bool = False) -> torch.Tensor:
+def attention_mask(pos_roles: torch.Tensor, causal: bool = False, positions: torch.Tensor | None = None) -> torch.Tensor:
     """(B, L) roles -> (B, L, L) bool, True where query i may attend to key j.
 
     The rule: GIVEN queries see only GIVEN keys; TARGET queries see GIVEN and TARGET keys; nobody
     sees ABSENT keys.  Hence the given part never depends on the targets, and its keys/values can
     be computed once per sample and reused at every decoding step.  Every position also sees
-    itself, so no softmax row is empty.  ``causal`` adds a left-to-right constraint (the
-    autoregressive twin uses the same backbone with this switch).
+    itself, so no softmax row is empty.
+
+    ``causal`` is the autoregressive twin's rule (same backbone, one switch): positions are ranked
+    by (is TARGET, canvas position) -- GIVEN segments first, then TARGET segments, each in canvas
+    order -- and query i sees non-ABSENT key j iff rank(j) <= rank(i).  ``positions`` (L,) are the
+    canvas indices of the columns (default ``0..L-1``); the ranking needs them when columns are a
+    subset of the canvas.  The causal rule still never lets GIVEN see TARGET, so it caches too.
     """
     q = pos_roles[:, :, None]
     k = pos_roles[:, None, :]
-    visible = (k != Role.ABSENT) & ((q == Role.TARGET) | (k == Role.GIVEN))
     L = pos_roles.shape[1]
     eye = torch.eye(L, dtype=torch.bool, device=pos_roles.device)
     if causal:
-        visible = visible & torch.ones(L, L, dtype=torch.bool, device=pos_roles.device).tril()
+        if positions is None:
+            positions = torch.arange(L, device=pos_roles.device)
+        if positions.shape != (L,):
+            raise ValueError(f"positions must have shape ({L},) to match pos_roles, got {tuple(positions.shape)}")
+        rank = (pos_roles == Role.TARGET).long() * (int(positions.max()) + 1) + positions.to(pos_roles.device)
+        return ((k != Role.ABSENT) & (rank[:, None, :] <= rank[:, :, None])) | eye
+    visible = (k != Role.ABSENT) & ((q == Role.TARGET) | (k == Role.GIVEN))
     return visible | eye
 
 

@@ -9,6 +9,11 @@ import sys
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "fit": ("unidiff.train", "cli_main", "train a model or tokenizer from a YAML config (LightningCLI)"),
     "collect": ("unidiff.data.collect", "main", "collect expert episodes from a simulated env"),
+    "bench": ("unidiff.bench", "main", "decoding latency, NFE and quality: cache / threshold / remask vs the AR twin"),
+    "caption": ("unidiff.commands", "caption_main", "caption images with a bundle"),
+    "generate": ("unidiff.commands", "generate_main", "generate images from text prompts"),
+    "rollout": ("unidiff.commands", "rollout_main", "roll a bundle's policy out in an env"),
+    "eval": ("unidiff.commands", "eval_main", "evaluate a tabletop bundle on all three tasks"),
 }
 
 

@@ -29,6 +29,7 @@ class BackboneConfig:
     mlp_ratio: float = 4.0
     dropout: float = 0.0
     causal: bool = False
+    tie_embeddings: bool = False  # untied learned faster on the synthetic world (image codes are inputs and outputs)
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
@@ -94,6 +95,7 @@ class Backbone(nn.Module):
             self.register_buffer(f"out_ids_{m}", spec.vocab.output_ids(m), persistent=False)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = RmsNorm(d)
+        self.head = None if cfg.tie_embeddings else nn.Linear(d, spec.vocab.size, bias=False)
         self.apply(self._init)
 
     @staticmethod
@@ -112,11 +114,20 @@ class Backbone(nn.Module):
         pos = self.mod_emb(self.pos_mod[positions]) + self.row_emb(self.pos_row[positions]) + self.col_emb(self.pos_col[positions])
         return self.tok_emb(tokens) + pos
 
-    def run(self, tokens, positions, pos_roles, prefix=None):
+    def run(self, tokens, positions, pos_roles, prefix=None, prefix_positions=None):
         """Transformer over a subset of canvas positions.  ``prefix`` = per-layer (k, v) of positions
         computed earlier (the cached condition) that these positions may attend to; its roles come
-        first in ``pos_roles``.  Returns final hidden states and the per-layer (k, v) of this run."""
-        mask = attention_mask(pos_roles, causal=self.cfg.causal)
+        first in ``pos_roles``.  Returns final hidden states and the per-layer (k, v) of this run.
+        A causal backbone ranks keys by canvas position, so with a prefix it also needs the
+        prefix's canvas indices, ``prefix_positions``."""
+        if not self.cfg.causal:
+            mask = attention_mask(pos_roles)
+        elif prefix is None:
+            mask = attention_mask(pos_roles, causal=True, positions=positions)
+        elif prefix_positions is None:
+            raise ValueError("a causal backbone with a prefix needs prefix_positions (the prefix's canvas indices)")
+        else:
+            mask = attention_mask(pos_roles, causal=True, positions=torch.cat([prefix_positions, positions]))
         if prefix is not None:
             mask = mask[:, -tokens.shape[1] :]
         x = self.embed(tokens, positions)
@@ -145,6 +156,6 @@ class Backbone(nn.Module):
         return out
 
     def logits(self, hidden: torch.Tensor, modality: str) -> torch.Tensor:
-        """Hidden states of ``modality`` positions -> logits over that modality's output ids only
-        (weights tied to the token embedding)."""
-        return hidden @ self.tok_emb.weight[self.output_ids(modality)].T
+        """Hidden states of ``modality`` positions -> logits over that modality's output ids only."""
+        weight = self.tok_emb.weight if self.head is None else self.head.weight
+        return hidden @ weight[self.output_ids(modality)].T

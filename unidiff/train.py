@@ -13,6 +13,7 @@ import math
 import os
 from dataclasses import asdict
 from functools import partial
+from typing import Literal
 
 import lightning as L
 import torch
@@ -22,7 +23,7 @@ from lightning.pytorch.cli import LightningCLI
 from unidiff.canvas import Batch, CanvasSpec, collate
 from unidiff.model import Backbone, BackboneConfig
 from unidiff.noise import NoiseConfig, apply_noise
-from unidiff.objective import diffusion_loss
+from unidiff.objective import autoregressive_loss, diffusion_loss
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -94,6 +95,9 @@ class UnidiffModule(L.LightningModule):
         lr, weight_decay, betas: AdamW.
         warmup_steps: linear warm-up, then cosine decay to ``min_lr_ratio * lr`` at max_steps.
         ema_decay: EMA decay of the exported weights.
+        objective: ``diffusion`` (masked diffusion, bidirectional backbone) or ``autoregressive``
+            (the AR twin: next-token loss on clean tokens in the causal rank order; needs
+            ``backbone.causal: true``).  Roles come from the same task mixture either way.
     """
 
     def __init__(
@@ -107,8 +111,16 @@ class UnidiffModule(L.LightningModule):
         warmup_steps: int = 100,
         min_lr_ratio: float = 0.1,
         ema_decay: float = 0.999,
+        objective: Literal["diffusion", "autoregressive"] = "diffusion",
     ) -> None:
         super().__init__()
+        if objective not in ("diffusion", "autoregressive"):
+            raise ValueError(f"objective must be 'diffusion' or 'autoregressive', got {objective!r}")
+        if backbone.causal != (objective == "autoregressive"):
+            raise ValueError(
+                f"objective {objective!r} needs backbone.causal: {objective == 'autoregressive'} "
+                f"(got {backbone.causal}); the AR twin is a causal backbone, diffusion a bidirectional one"
+            )
         # plain dicts only: training checkpoints stay loadable with torch.load(weights_only=True)
         self.save_hyperparameters(ignore=["backbone", "noise"])
         self.hparams.update(backbone=asdict(backbone), noise=asdict(noise))
@@ -140,7 +152,10 @@ class UnidiffModule(L.LightningModule):
 
     # ---- steps ----------------------------------------------------------------------------
     def _step(self, batch: Batch, generator: torch.Generator) -> dict:
-        return diffusion_loss(self.net, apply_noise(self.spec, batch, self.noise_cfg, generator), self.loss_weights)
+        nb = apply_noise(self.spec, batch, self.noise_cfg, generator)
+        if self.hparams.objective == "autoregressive":
+            return autoregressive_loss(self.net, nb.clean, nb.pos_roles, self.loss_weights)
+        return diffusion_loss(self.net, nb, self.loss_weights)
 
     def training_step(self, batch: Batch, batch_idx: int):
         # noise is a pure function of (global seed, step): a resumed run draws the same masks

@@ -63,7 +63,7 @@ def test_position_relation_and_extra_objects_matter():
 
 def test_in_cell_tolerance():
     assert in_cell(-0.2, 0.2, "top left") and in_cell(0.0, 0.0, "center")
-    assert in_cell(0.09, 0.0, "center") and not in_cell(0.2, 0.0, "center")
+    assert in_cell(0.09, 0.0, "center") and not in_cell(0.11, 0.0, "center")
     assert not in_cell(0.09, 0.0, "center", tol=0.0)
 
 

@@ -3,7 +3,8 @@
 Episode i always uses seed `start_seed + i`, and global RNGs are re-seeded from that seed
 before each episode, so a result does not depend on how episodes were spread over workers.
 Workers are spawn-context processes (EGL: a process forked after rendering hangs); each one
-builds its own env and calls `make_policy()` once, so `make_policy` must be picklable.
+builds its own env and calls `make_policy()` once, so `make_policy` must be picklable (and a
+script that uses workers must call this under `if __name__ == "__main__":`).
 
 A policy is any object with `reset()` and `select_action(obs) -> np.ndarray`; `obs` is the env
 observation plus `obs["instruction"]`.  Optional hooks: `reset(seed=...)` if it accepts a seed,
@@ -13,6 +14,7 @@ only privileged baselines such as `ExpertPolicy` use.
 from __future__ import annotations
 
 import concurrent.futures as cf
+from concurrent.futures.process import BrokenProcessPool
 import inspect
 import multiprocessing as mp
 import pickle
@@ -67,11 +69,11 @@ def _init_worker(env_id: str, make_policy: Callable, env_kwargs: dict, video_dir
     """Build this process's env and policy once (also used in-process when workers == 1)."""
     import unidiff_envs
 
-    env = unidiff_envs.make(env_id, **env_kwargs)
     policy = make_policy()
     for name in ("reset", "select_action"):
         if not callable(getattr(policy, name, None)):
             raise TypeError(f"make_policy() returned {type(policy).__name__}, which has no {name}()")
+    env = unidiff_envs.make(env_id, **env_kwargs)
     if callable(getattr(policy, "attach", None)):
         policy.attach(env)
     takes_seed = "seed" in inspect.signature(policy.reset).parameters
@@ -85,7 +87,10 @@ def _run_episode(index: int) -> dict:
     seed = w["start_seed"] + index
     _seed_everything(seed)
     obs, info = env.reset(seed=seed)
-    policy.reset(seed=seed) if w["takes_seed"] else policy.reset()
+    if w["takes_seed"]:
+        policy.reset(seed=seed)
+    else:
+        policy.reset()
     record = w["video_dir"] is not None and index < w["n_videos"]
     frames = [obs["image"]] if record else None
     success, steps, policy_s, done = bool(info.get("success", False)), 0, 0.0, False
@@ -135,7 +140,7 @@ def _summarise(results: list[dict], start_seed: int) -> dict:
     out = {"success_rate": wins / n, "ci95_low": low, "ci95_high": high, "episodes": n,
            "successes": wins, "mean_steps": float(np.mean([r["steps"] for r in results])),
            "seeds": [start_seed, start_seed + n - 1], "videos": [r["video"] for r in results if "video" in r],
-           "policy_ms_per_step": ms, "control_hz": 1000.0 / ms if ms > 0 else float("inf")}
+           "policy_ms_per_step": ms, "control_hz": 1000.0 / ms if ms > 0 else None}
     for key in POLICY_STATS:
         vals = [r[key] for r in results if key in r]
         if vals:
@@ -168,27 +173,30 @@ def evaluate_policy(make_policy: Callable[[], Policy], env_id: str, episodes: in
     if max_steps is not None:
         kwargs["max_steps"] = int(max_steps)
     init = (env_id, make_policy, kwargs, None if video_dir is None else str(video_dir), n_videos, start_seed)
-    bar = tqdm(total=episodes, desc=env_id, unit="ep", disable=not progress)
     results = []
-    if workers == 1:
-        _init_worker(*init)
-        try:
-            for i in range(episodes):
-                results.append(_run_episode(i))
-                bar.update()
-        finally:
-            _WORKER.pop("env").close()
-            _WORKER.clear()
-    else:
-        try:
-            pickle.dumps(make_policy)
-        except Exception as e:
-            raise TypeError("make_policy must be picklable for workers > 1 (use a module-level "
-                            f"class or functools.partial, not a lambda): {e}") from e
-        with cf.ProcessPoolExecutor(min(workers, episodes), mp_context=mp.get_context("spawn"),
-                                    initializer=_init_worker, initargs=init) as pool:
-            for fut in cf.as_completed([pool.submit(_run_episode, i) for i in range(episodes)]):
-                results.append(fut.result())
-                bar.update()
-    bar.close()
+    with tqdm(total=episodes, desc=env_id, unit="ep", disable=not progress) as bar:
+        if workers == 1:
+            _init_worker(*init)
+            try:
+                for i in range(episodes):
+                    results.append(_run_episode(i))
+                    bar.update()
+            finally:
+                _WORKER.pop("env").close()
+                _WORKER.clear()
+        else:
+            try:
+                pickle.dumps(make_policy)
+            except Exception as e:
+                raise TypeError("make_policy must be picklable for workers > 1 (use a module-level "
+                                f"class or functools.partial, not a lambda): {e}") from e
+            try:
+                with cf.ProcessPoolExecutor(min(workers, episodes), mp_context=mp.get_context("spawn"),
+                                            initializer=_init_worker, initargs=init) as pool:
+                    for fut in cf.as_completed([pool.submit(_run_episode, i) for i in range(episodes)]):
+                        results.append(fut.result())
+                        bar.update()
+            except BrokenProcessPool as e:
+                raise RuntimeError("an evaluation worker died or failed to start (env creation or "
+                                   "make_policy()); rerun with workers=1 to see its error") from e
     return _summarise(sorted(results, key=lambda r: r["episode"]), start_seed)

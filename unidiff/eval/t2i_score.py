@@ -22,7 +22,7 @@ import numpy as np
 from unidiff_envs.parser import parse_scene
 from unidiff_envs.tabletop.language import THIRD
 
-CELL_TOL = 0.03
+CELL_TOL = 0.015  # parser noise: 0.005 already suffices on 500 held-out renders
 _AXIS = {"left of": (0, -1), "right of": (0, 1), "above": (1, 1), "below": (1, -1)}
 
 

@@ -1,0 +1,76 @@
+"""`unidiff bench` end to end on tiny untrained synthetic bundles made here."""
+import json
+
+import pytest
+import torch
+
+from unidiff.bench import DIFFUSION_VARIANTS, bench_tasks
+from unidiff.bundle import load_bundle, save_bundle
+from unidiff.cli import main as cli_main
+from unidiff.model import Backbone, BackboneConfig
+from unidiff.synthetic import SyntheticDataModule
+from unidiff.vocab import MASK_IDS
+
+DATA = dict(grid=2, max_objects=1, text_len=8, train_size=8, val_size=4, eval_size=4, decode_steps=2)
+FIT_CONFIG = "data:\n  class_path: unidiff.synthetic.SyntheticDataModule\n  init_args:\n" + "".join(
+    f"    {k}: {v}\n" for k, v in DATA.items()
+)
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    dm = SyntheticDataModule(**DATA)
+    out = {}
+    for name, causal in (("diffusion", False), ("ar", True)):
+        torch.manual_seed(0)
+        net = Backbone(dm.spec, BackboneConfig(width=32, depth=2, heads=2, causal=causal))
+        out[name] = save_bundle(root / name, net, tokenizers=dm.tokenizers(), fit_config=FIT_CONFIG)
+    return out
+
+
+def test_bench_writes_every_field(bundles, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--ckpt", str(bundles["diffusion"]), "--ar", str(bundles["ar"]), "--out", str(out)]
+    assert cli_main(argv + ["--n", "4", "--batch-sizes", "1", "2", "--no-progress"]) == 0
+    report = json.loads(out.read_text())
+    assert report["decode"]["steps"] == 2 and report["torch_threads"] >= 1
+    variants = (*DIFFUSION_VARIANTS, "ar")
+    for task in ("caption", "t2i", "policy"):
+        assert set(report["results"][task]) == set(variants)
+        for v in variants:
+            for bs in ("1", "2"):
+                cell = report["results"][task][v][bs]
+                assert {"ms_per_sample", "tokens_per_s", "nfe", "exact_match"} <= set(cell)
+                assert cell["ms_per_sample"] > 0 and cell["nfe"] >= 1 and 0 <= cell["exact_match"] <= 1
+                assert ("control_hz" in cell) == (task == "policy")
+        # the cache is exact: same tokens as full recompute
+        assert report["cached_identical_to_full"][task] == {"1": True, "2": True}
+        r = report["ratios"][task]["1"]
+        assert {"cached_speedup_vs_full", "threshold_nfe_ratio_vs_fixed", "cached+threshold_speedup_vs_ar"} <= set(r)
+    policy = report["results"]["policy"]["cached"]["1"]
+    assert policy["control_hz"] == pytest.approx(2 * 1000.0 / policy["ms_per_chunk"])  # H = 2 moves on a 2x2 grid
+    assert report["results"]["t2i"]["ar"]["1"]["nfe"] == 4  # one forward per image token
+    assert "policy_control_hz_cached+threshold_>=100" in report["checks"]
+    assert "cached+threshold" in capsys.readouterr().out
+
+
+def test_tasks_hold_the_ground_truth(bundles):
+    tasks = {t.name: t for t in bench_tasks(load_bundle(bundles["diffusion"]), 3)}
+    dm = SyntheticDataModule(**DATA)
+    scene = dm.world.sample(dm.base + 900_000_000 + 2)
+    assert torch.equal(tasks["policy"].truth[2], dm.encode(scene, True)["action"])
+    cap = tasks["caption"]
+    assert torch.equal(cap.tokens[2, dm.spec.slices["image"]], dm.encode(scene, False)["image"])
+    assert (cap.tokens[2, cap.span] == MASK_IDS["text"]).all() and cap.roles[2].tolist() == [2, 1, 0, 0]
+    assert torch.equal(tasks["t2i"].truth[2], dm.encode(scene, False)["image"])
+
+
+def test_bench_rejects_swapped_bundles_and_bad_sizes(bundles, tmp_path):
+    out = str(tmp_path / "b.json")
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "--ckpt", str(bundles["ar"]), "--out", out])
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "--ckpt", str(bundles["diffusion"]), "--ar", str(bundles["diffusion"]), "--out", out])
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "--ckpt", str(bundles["diffusion"]), "--out", out, "--n", "5", "--batch-sizes", "2"])

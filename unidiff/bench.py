@@ -1,0 +1,267 @@
+"""`unidiff bench`: what the decoder's speed features buy, measured against the AR twin.
+
+For each task (caption, text-to-image, policy) and batch size, every decoding variant runs the
+same held-out prompts in one process: full recompute, cached, cached + threshold commit,
+cached + threshold + remasking, and (with ``--ar``) the autoregressive twin with a KV cache.
+Per cell: median latency per sample, generated tokens/s, mean NFE and exact-match quality; the
+policy rows add ms per action chunk and the effective control rate H / (seconds per chunk).
+Every ratio (cached vs full, threshold vs fixed-schedule NFE, diffusion vs AR) is computed from
+numbers taken in this run, so they compare like with like on this machine.
+
+    unidiff bench --ckpt runs/synthetic-tiny/bundle --ar runs/synthetic-tiny-ar/bundle --out bench.json
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import torch
+import yaml
+
+from unidiff.ar_decode import ar_decode
+from unidiff.canvas import prompt_canvas, text_ids
+from unidiff.decode import DecodeOutput, decode
+
+DIFFUSION_VARIANTS = ("full", "cached", "cached+threshold", "cached+threshold+remask")
+AR = "ar"
+
+
+@dataclass
+class BenchTask:
+    """Held-out prompts of one task and their ground truth."""
+
+    name: str
+    tokens: torch.Tensor  # (N, L) prompt canvases, targets masked
+    roles: torch.Tensor  # (N, S)
+    target: str  # the generated modality
+    truth: torch.Tensor  # (N, target segment length) ground-truth target tokens
+    span: slice  # the target segment's slice of the canvas
+    horizon: int = 0  # policy: steps H per action chunk (0 for other tasks)
+
+
+# ---- tasks -----------------------------------------------------------------------------------
+def _synthetic_tasks(bundle, init_args: dict, n: int) -> list[BenchTask]:
+    """The synthetic world's three tasks on held-out scenes (the seed range of its ``evaluate``)."""
+    from unidiff.synthetic import SyntheticDataModule
+
+    dm = SyntheticDataModule(**init_args)
+    if dm.spec != bundle.spec:
+        raise ValueError("the bundle's canvas differs from the one its fit_config's data module builds; was the config edited?")
+    if "text" in bundle.tokenizers:
+        dm.text = bundle.tokenizers["text"]  # encode prompts with exactly the tokenizer that ships
+    scenes = [dm.world.sample(dm.base + 900_000_000 + i) for i in range(n)]
+    tasks = []
+    for name, policy, keep, target in (
+        ("caption", False, ("image",), "text"),
+        ("t2i", False, ("text",), "image"),
+        ("policy", True, ("text", "image", "state"), "action"),
+    ):
+        truth = [dm.encode(s, policy) for s in scenes]
+        tokens, roles = prompt_canvas(bundle.spec, [{m: t[m] for m in keep} for t in truth], (target,))
+        horizon = bundle.spec.segment("action").rows if policy else 0
+        tasks.append(BenchTask(name, tokens, roles, target, torch.stack([t[target] for t in truth]), bundle.spec.slices[target], horizon))
+    return tasks
+
+
+# data module class_path (from the bundle's fit_config) -> builder(bundle, data init_args, n)
+TASK_BUILDERS: dict[str, Callable[..., list[BenchTask]]] = {"unidiff.synthetic.SyntheticDataModule": _synthetic_tasks}
+
+
+def bench_tasks(bundle, n: int) -> list[BenchTask]:
+    """The benchmark's tasks for a bundle, built by the data module its training used."""
+    fit = yaml.safe_load(bundle.config.get("fit_config") or "null") or {}
+    data = fit.get("data") or {}
+    builder = TASK_BUILDERS.get(data.get("class_path"))
+    if builder is None:
+        raise ValueError(
+            f"bundle {bundle.path}: `unidiff bench` builds tasks for data modules {sorted(TASK_BUILDERS)}; "
+            f"its fit_config names {data.get('class_path')!r}"
+        )
+    return builder(bundle, dict(data.get("init_args") or {}), n)
+
+
+# ---- measurement -----------------------------------------------------------------------------
+def _hits_and_tokens(task: BenchTask, got: torch.Tensor) -> tuple[list[bool], int]:
+    """Exact match per sample, and the content tokens generated (text: up to and with [EOS])."""
+    if task.target == "text":
+        hits = [text_ids(g) == text_ids(t) for g, t in zip(got, task.truth)]
+        n_tok = sum(min(len(text_ids(g)) + 1, got.shape[1]) for g in got)
+    else:
+        hits = [bool(torch.equal(g, t)) for g, t in zip(got, task.truth)]
+        n_tok = got.numel()
+    return hits, n_tok
+
+
+def measure(variants: dict[str, Callable[..., DecodeOutput]], task: BenchTask, batch_size: int, tick=None) -> tuple[dict, dict]:
+    """Decode every prompt in chunks of ``batch_size`` with every variant, the variants taking turns
+    chunk by chunk (so load from other processes on a shared machine hits them alike), after one
+    untimed warm-up chunk each.  Seeds follow the sample index, so a sample decodes the same in
+    every chunking.  Latency is the median chunk time over the batch size: at batch 1 the real
+    per-sample (per action chunk) latency, above it the amortised cost.  Returns the cells and the
+    decoded canvases, per variant."""
+    n = task.tokens.shape[0]
+    log = {v: {"outs": [], "times": [], "nfes": []} for v in variants}
+    for fn in variants.values():
+        fn(task.tokens[:batch_size], task.roles[:batch_size], seeds=list(range(batch_size)))
+    for start in range(0, n, batch_size):
+        stop = start + batch_size
+        for v, fn in variants.items():
+            t0 = time.perf_counter()
+            out = fn(task.tokens[start:stop], task.roles[start:stop], seeds=list(range(start, stop)))
+            log[v]["times"].append(time.perf_counter() - t0)
+            log[v]["outs"].append(out.tokens)
+            log[v]["nfes"].append(out.nfe)
+        if tick is not None:
+            tick()
+    cells, tokens = {}, {}
+    for v, lg in log.items():
+        tokens[v] = torch.cat(lg["outs"])
+        hits, n_tok = _hits_and_tokens(task, tokens[v][:, task.span])
+        ms = 1000.0 * statistics.median(lg["times"]) / batch_size
+        cells[v] = {"ms_per_sample": ms, "tokens_per_s": n_tok / sum(lg["times"]), "nfe": sum(lg["nfes"]) / len(lg["nfes"]), "exact_match": sum(hits) / len(hits)}
+        if task.horizon:
+            cells[v]["ms_per_chunk"] = ms
+            cells[v]["control_hz"] = task.horizon / (ms / 1000.0)
+    return cells, tokens
+
+
+def decoders(model, ar_model, steps: int, threshold: float, remask: float, remask_budget: int) -> dict[str, Callable]:
+    """Variant name -> decoder(tokens, roles, seeds=...) with everything else fixed."""
+    base = partial(decode, model, steps=steps)
+    out = {
+        "full": partial(base, cache=False),
+        "cached": partial(base, cache=True),
+        "cached+threshold": partial(base, threshold=threshold),
+        "cached+threshold+remask": partial(base, threshold=threshold, remask=remask, remask_budget=remask_budget),
+    }
+    if ar_model is not None:
+        out[AR] = partial(ar_decode, ar_model)
+    return out
+
+
+def run_bench(tasks: list[BenchTask], variants: dict[str, Callable], batch_sizes: list[int], progress: bool = True) -> dict:
+    """results[task][variant][str(batch size)] = cell; whether cached matches full, per task and size."""
+    from tqdm import tqdm
+
+    results: dict = {t.name: {v: {} for v in variants} for t in tasks}
+    identical: dict = {t.name: {} for t in tasks}
+    bar = tqdm(total=sum(t.tokens.shape[0] // bs for t in tasks for bs in batch_sizes), desc="bench chunks", disable=not progress, file=sys.stderr)
+    for task in tasks:
+        for bs in batch_sizes:
+            bar.set_postfix_str(f"{task.name} b={bs}")
+            cells, tokens = measure(variants, task, bs, tick=bar.update)
+            for v, cell in cells.items():
+                results[task.name][v][str(bs)] = cell
+            identical[task.name][str(bs)] = bool(torch.equal(tokens["cached"], tokens["full"]))
+    bar.close()
+    return {"results": results, "cached_identical_to_full": identical}
+
+
+def ratios(results: dict, batch_sizes: list[int]) -> dict:
+    """Every comparison the targets name, from cells of the same run."""
+    out: dict = {}
+    for task, cells in results.items():
+        for bs in map(str, batch_sizes):
+            full, cached, thr = cells["full"][bs], cells["cached"][bs], cells["cached+threshold"][bs]
+            r = {
+                "cached_speedup_vs_full": full["ms_per_sample"] / cached["ms_per_sample"],
+                "threshold_nfe_ratio_vs_fixed": thr["nfe"] / cached["nfe"],
+                "threshold_quality_delta_vs_fixed": thr["exact_match"] - cached["exact_match"],
+            }
+            if AR in cells:
+                ar = cells[AR][bs]
+                for v in DIFFUSION_VARIANTS:
+                    r[f"{v}_speedup_vs_ar"] = ar["ms_per_sample"] / cells[v][bs]["ms_per_sample"]
+                    r[f"{v}_quality_delta_vs_ar"] = cells[v][bs]["exact_match"] - ar["exact_match"]
+            out.setdefault(task, {})[bs] = r
+    return out
+
+
+def checks(report: dict, deploy: str = "cached+threshold") -> dict:
+    """The issue's targets at the smallest batch size (1 by default), each True/False, or None
+    where the run lacks the data (no AR twin)."""
+    res, rat, same = report["results"], report["ratios"], report["cached_identical_to_full"]
+    b = str(min(report["batch_sizes"]))
+    out: dict = {"batch_size": int(b), "deploy_variant": deploy}
+    if "policy" in res:
+        out["policy_cached_3x_faster_and_identical"] = rat["policy"][b]["cached_speedup_vs_full"] >= 3.0 and same["policy"][b]
+        out[f"policy_control_hz_{deploy}_>=100"] = res["policy"][deploy][b]["control_hz"] >= 100.0
+    for task in res:
+        r = rat[task][b]
+        out[f"{task}_threshold_2x_fewer_nfe_within_1pt"] = r["threshold_nfe_ratio_vs_fixed"] <= 0.5 and r["threshold_quality_delta_vs_fixed"] >= -0.01
+        if task in ("caption", "policy"):
+            key = f"{deploy}_speedup_vs_ar"
+            ok = key in r and r[key] > 1.0 and r[f"{deploy}_quality_delta_vs_ar"] >= 0.0
+            out[f"{task}_diffusion_faster_than_ar_at_equal_quality"] = ok if key in r else None
+    return out
+
+
+def table(report: dict) -> str:
+    lines = [f"{'task':<8} {'variant':<24} {'B':>3} {'ms/sample':>10} {'tok/s':>9} {'NFE':>6} {'EM':>6}  extra"]
+    for task, cells in report["results"].items():
+        for v, by_bs in cells.items():
+            for bs, c in by_bs.items():
+                extra = f"{c['control_hz']:.0f} Hz" if "control_hz" in c else ""
+                if v == "cached":
+                    extra += f" identical={report['cached_identical_to_full'][task][bs]}"
+                lines.append(f"{task:<8} {v:<24} {bs:>3} {c['ms_per_sample']:>10.2f} {c['tokens_per_s']:>9.0f} {c['nfe']:>6.2f} {c['exact_match']:>6.3f}  {extra.strip()}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import unidiff
+    from unidiff.bundle import write_json_atomic
+
+    p = argparse.ArgumentParser(prog="unidiff bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--ckpt", required=True, help="diffusion bundle directory")
+    p.add_argument("--ar", default=None, help="AR-twin bundle directory (backbone.causal: true)")
+    p.add_argument("--out", required=True, help="JSON report path")
+    p.add_argument("--n", type=int, default=64, help="held-out prompts per task (a multiple of every batch size)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--steps", type=int, default=None, help="decoder steps (default: the data module's decode_steps, else 8)")
+    p.add_argument("--threshold", type=float, default=0.9)
+    p.add_argument("--remask", type=float, default=0.3)
+    p.add_argument("--remask-budget", type=int, default=2)
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    if a.n < 1 or any(b < 1 or a.n % b for b in a.batch_sizes):
+        p.error(f"--n ({a.n}) must be a positive multiple of every batch size {a.batch_sizes}")
+    model = unidiff.load(a.ckpt)
+    if model.net.cfg.causal:
+        p.error(f"--ckpt {a.ckpt} is a causal (AR-twin) bundle; pass it as --ar")
+    ar_model = None
+    if a.ar is not None:
+        ar_model = unidiff.load(a.ar)
+        if not ar_model.net.cfg.causal:
+            p.error(f"--ar {a.ar} is not an AR-twin bundle (backbone.causal is false)")
+        if ar_model.spec != model.spec:
+            p.error("--ar and --ckpt have different canvases; the twin must be trained on the same data")
+    tasks = bench_tasks(model, a.n)
+    fit = yaml.safe_load(model.config.get("fit_config") or "null") or {}
+    steps = a.steps or int((fit.get("data") or {}).get("init_args", {}).get("decode_steps", 8))
+    variants = decoders(model.net, ar_model.net if ar_model else None, steps, a.threshold, a.remask, a.remask_budget)
+    report = {
+        "ckpt": str(a.ckpt),
+        "ar": a.ar,
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "n_per_task": a.n,
+        "batch_sizes": a.batch_sizes,
+        "decode": {"steps": steps, "schedule": "cosine", "threshold": a.threshold, "remask": a.remask, "remask_budget": a.remask_budget},
+        "quality_metric": "exact match vs ground truth",
+    }
+    report.update(run_bench(tasks, variants, a.batch_sizes, progress=not a.no_progress))
+    report["ratios"] = ratios(report["results"], a.batch_sizes)
+    report["checks"] = checks(report)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(Path(a.out), report)
+    print(table(report))
+    print("checks: " + ", ".join(f"{k}={v}" for k, v in report["checks"].items()))
+    print(f"wrote {a.out} ({report['torch_threads']} torch threads)")
+    return 0

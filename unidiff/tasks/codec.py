@@ -1,0 +1,45 @@
+"""Between the world and the canvas: tokenize given values into joint-id segments, and turn
+decoded segments back into values, with the bundle's tokenizers.  Tasks are thin on top of it."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from unidiff.canvas import CanvasSpec, text_ids, text_segment
+
+
+class Codec:
+    def __init__(self, spec: CanvasSpec, tokenizers: dict) -> None:
+        self.spec, self.tokenizers = spec, tokenizers
+
+    def tokenizer(self, modality: str):
+        if modality not in self.tokenizers:
+            raise ValueError(f"this bundle has no {modality} tokenizer (it has {sorted(self.tokenizers)})")
+        return self.tokenizers[modality]
+
+    def encode(self, modality: str, values: list) -> list[torch.Tensor]:
+        """One joint-id segment per value: str for text, uint8 HxWx3 image, float state vector."""
+        if modality == "text":
+            out = []
+            for s in values:
+                if not isinstance(s, str) or not s.strip():
+                    raise ValueError(f"text must be a non-empty string, got {s!r}")
+                out.append(text_segment(self.tokenizer("text").encode(s), self.spec.text_len))
+            return out
+        tok = self.tokenizer(modality)
+        if modality == "image":
+            codes = tok.encode(np.stack([np.asarray(v) for v in values]))
+            if tuple(codes.shape[1:]) != tuple(self.spec.image_hw):
+                raise ValueError(f"images tokenize to a {tuple(codes.shape[1:])} grid, the model expects {tuple(self.spec.image_hw)}")
+        else:
+            codes = tok.encode(np.stack([np.asarray(v, dtype=np.float32) for v in values]))
+        return [self.spec.vocab.to_joint(modality, c.flatten().long()) for c in codes]
+
+    def decode(self, modality: str, segments: torch.Tensor):
+        """(B, n) decoded joint ids of one segment -> list of str / uint8 images / float arrays."""
+        if modality == "text":
+            return [self.tokenizer("text").decode(text_ids(s)) for s in segments.cpu()]
+        local = self.spec.vocab.to_local(modality, segments.cpu())
+        seg = self.spec.segment(modality)
+        values = self.tokenizer(modality).decode(local.reshape(-1, seg.rows, seg.cols))
+        return [np.asarray(v) for v in values]
