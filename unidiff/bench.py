@@ -13,6 +13,7 @@ numbers taken in this run, so they compare like with like on this machine.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -102,9 +103,9 @@ def measure(variants: dict[str, Callable[..., DecodeOutput]], task: BenchTask, b
     """Decode every prompt in chunks of ``batch_size`` with every variant, the variants taking turns
     chunk by chunk (so load from other processes on a shared machine hits them alike), after one
     untimed warm-up chunk each.  Seeds follow the sample index, so a sample decodes the same in
-    every chunking.  Latency is the median chunk time over the batch size: at batch 1 the real
-    per-sample (per action chunk) latency, above it the amortised cost.  Returns the cells and the
-    decoded canvases, per variant."""
+    every chunking.  NFE is per chunk (the batch's forward passes; per sample at batch 1).
+    Latency is the median chunk time over the batch size: at batch 1 the real per-sample (per
+    action chunk) latency, above it the amortised cost.  Returns cells and canvases per variant."""
     n = task.tokens.shape[0]
     log = {v: {"outs": [], "times": [], "nfes": []} for v in variants}
     for fn in variants.values():
@@ -131,9 +132,10 @@ def measure(variants: dict[str, Callable[..., DecodeOutput]], task: BenchTask, b
     return cells, tokens
 
 
-def decoders(model, ar_model, steps: int, threshold: float, remask: float, remask_budget: int) -> dict[str, Callable]:
-    """Variant name -> decoder(tokens, roles, seeds=...) with everything else fixed."""
-    base = partial(decode, model, steps=steps)
+def decoders(model, ar_model, steps: int, schedule: str, threshold: float, remask: float, remask_budget: int) -> dict[str, Callable]:
+    """Variant name -> decoder(tokens, roles, seeds=...) with everything else fixed.  ``cached`` is
+    the fixed-schedule baseline the threshold variants are compared with (same step budget)."""
+    base = partial(decode, model, steps=steps, schedule=schedule)
     out = {
         "full": partial(base, cache=False),
         "cached": partial(base, cache=True),
@@ -225,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=64, help="held-out prompts per task (a multiple of every batch size)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     p.add_argument("--steps", type=int, default=None, help="decoder steps (default: the data module's decode_steps, else 8)")
+    p.add_argument("--schedule", default="cosine", help="fixed mask schedule of the diffusion decoder")
     p.add_argument("--threshold", type=float, default=0.9)
     p.add_argument("--remask", type=float, default=0.3)
     p.add_argument("--remask-budget", type=int, default=2)
@@ -245,15 +248,16 @@ def main(argv: list[str] | None = None) -> int:
     tasks = bench_tasks(model, a.n)
     fit = yaml.safe_load(model.config.get("fit_config") or "null") or {}
     steps = a.steps or int((fit.get("data") or {}).get("init_args", {}).get("decode_steps", 8))
-    variants = decoders(model.net, ar_model.net if ar_model else None, steps, a.threshold, a.remask, a.remask_budget)
+    variants = decoders(model.net, ar_model.net if ar_model else None, steps, a.schedule, a.threshold, a.remask, a.remask_budget)
     report = {
         "ckpt": str(a.ckpt),
         "ar": a.ar,
         "device": "cpu",
+        "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "n_per_task": a.n,
         "batch_sizes": a.batch_sizes,
-        "decode": {"steps": steps, "schedule": "cosine", "threshold": a.threshold, "remask": a.remask, "remask_budget": a.remask_budget},
+        "decode": {"steps": steps, "schedule": a.schedule, "threshold": a.threshold, "remask": a.remask, "remask_budget": a.remask_budget},
         "quality_metric": "exact match vs ground truth",
     }
     report.update(run_bench(tasks, variants, a.batch_sizes, progress=not a.no_progress))

@@ -168,7 +168,10 @@ def decode(
                 # self-correction: committed tokens the model now doubts go back to [MASK]
                 col = torch.searchsorted(ids, seg_x.clamp(ids[0], ids[-1]))
                 p_now = logp.gather(-1, col.unsqueeze(-1)).squeeze(-1).exp()
-                doubt = generated[rows, sl] & ~masked & (p_now < remask)
+                # only where this sample's segment is still decoding: a finished one stays finished,
+                # so a sample's result does not depend on how long the rest of its batch takes
+                active = masked.any(1, keepdim=True)
+                doubt = generated[rows, sl] & ~masked & (p_now < remask) & active
                 order = torch.argsort(torch.argsort(p_now.masked_fill(~doubt, 2.0), dim=1, stable=True), dim=1, stable=True)
                 doubt &= order < budget[rows].unsqueeze(1)
                 budget[rows] -= doubt.sum(1)

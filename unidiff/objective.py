@@ -59,7 +59,9 @@ def autoregressive_loss(
     Positions are ordered by the causal backbone's rank (GIVEN first, then TARGET, each in canvas
     order; ABSENT dropped); the hidden state at rank r predicts the token at rank r + 1 whenever
     that one is a TARGET, with logits restricted to its modality.  Each modality's loss is the mean
-    over its predicted positions; same dict as :func:`diffusion_loss`.
+    over its predicted positions; same dict as :func:`diffusion_loss`.  The first token of a canvas
+    with no GIVEN segment has no predecessor and is not trained (so :func:`unidiff.ar_decode.ar_decode`
+    needs a GIVEN segment).
     """
     spec = model.spec
     if not model.cfg.causal:

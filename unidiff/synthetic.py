@@ -7,8 +7,8 @@ A scene is a ``grid x grid`` board with 1..max_objects objects (colour x shape) 
   image fully determines the caption and the caption fully determines the image;
 - instruction: "go to the red square";
 - state: the agent's (row, col);
-- action: a chunk of ``horizon`` moves (drow, dcol) in {-1, 0, 1}: rows first, then columns,
-  then stay -- a function of instruction, image and state together.
+- action: a chunk of ``grid - 1`` moves (drow, dcol) in {-1, 0, 1} toward the named object
+  (diagonal steps, then stay) -- a function of instruction, image and state together.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class SyntheticWorld:
 
     @property
     def horizon(self) -> int:
-        return 2 * (self.grid - 1)
+        return self.grid - 1
 
     def sample(self, seed: int) -> SyntheticScene:
         rng = random.Random(seed)
@@ -80,18 +80,13 @@ class SyntheticWorld:
         return torch.tensor(scene.agent, dtype=torch.long)
 
     def actions(self, scene: SyntheticScene) -> torch.Tensor:
-        """(horizon * 2,) local ids: move index + 1 for drow then dcol of each step."""
-        cell = scene.objects[scene.target][0]
+        """(horizon * 2,) local ids (move + 1): each step moves one cell toward the target in
+        both directions at once, then stays."""
+        tr, tc = divmod(scene.objects[scene.target][0], self.grid)
         r, c = scene.agent
-        tr, tc = divmod(cell, self.grid)
         steps = []
         for _ in range(self.horizon):
-            if r != tr:
-                d = (1 if tr > r else -1, 0)
-            elif c != tc:
-                d = (0, 1 if tc > c else -1)
-            else:
-                d = (0, 0)
+            d = ((tr > r) - (tr < r), (tc > c) - (tc < c))
             r, c = r + d[0], c + d[1]
             steps.append(d)
         return torch.tensor(steps, dtype=torch.long).flatten() + 1

@@ -166,3 +166,19 @@ def test_bad_arguments_are_rejected(spec, net, ar_net, random_sample):
         UnidiffModule(backbone=BackboneConfig(causal=False), objective="autoregressive")
     with pytest.raises(ValueError, match="backbone.causal"):
         UnidiffModule(backbone=BackboneConfig(causal=True))
+
+
+def test_module_objective_switch_trains_the_twin_on_the_same_noise_roles(spec, random_sample):
+    from unidiff.canvas import collate
+    from unidiff.noise import NoiseConfig, apply_noise
+
+    g = torch.Generator().manual_seed(7)
+    batch = collate(spec, [{"tokens": random_sample(spec, g), "tasks": ("caption", "t2i", "policy")} for _ in range(6)])
+    noise = NoiseConfig(tasks={"caption": 1.0, "t2i": 1.0, "policy": 1.0}, condition_dropout=0.0)
+    module = UnidiffModule(backbone=BackboneConfig(width=32, depth=2, heads=2, causal=True), noise=noise, objective="autoregressive")
+    module.build(spec)
+    out = module._step(batch, torch.Generator().manual_seed(0))
+    nb = apply_noise(spec, batch, noise, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out["loss"], autoregressive_loss(module.net, batch.tokens, nb.pos_roles)["loss"])
+    with pytest.raises(ValueError, match="objective must be"):
+        UnidiffModule(objective="causal")

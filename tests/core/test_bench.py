@@ -49,7 +49,8 @@ def test_bench_writes_every_field(bundles, tmp_path, capsys):
         r = report["ratios"][task]["1"]
         assert {"cached_speedup_vs_full", "threshold_nfe_ratio_vs_fixed", "cached+threshold_speedup_vs_ar"} <= set(r)
     policy = report["results"]["policy"]["cached"]["1"]
-    assert policy["control_hz"] == pytest.approx(2 * 1000.0 / policy["ms_per_chunk"])  # H = 2 moves on a 2x2 grid
+    horizon = load_bundle(bundles["diffusion"]).spec.segment("action").rows
+    assert policy["control_hz"] == pytest.approx(horizon * 1000.0 / policy["ms_per_chunk"])
     assert report["results"]["t2i"]["ar"]["1"]["nfe"] == 4  # one forward per image token
     assert "policy_control_hz_cached+threshold_>=100" in report["checks"]
     assert "cached+threshold" in capsys.readouterr().out

@@ -11,10 +11,17 @@ def _prompts(spec, n, random_sample, seed=0):
     return [{k: v for k, v in random_sample(spec, g).items() if k in ("text", "state")} for _ in range(n)]
 
 
-@pytest.mark.parametrize("temperature,noise_scale,cfg", [(0.0, 0.0, 0.0), (1.0, 2.0, 1.5)])
-def test_batch_of_8_equals_one_at_a_time(spec, net, temperature, noise_scale, cfg, random_sample):
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"temperature": 1.0, "noise_scale": 2.0, "cfg_scale": 1.5},
+        {"threshold": 0.3, "remask": 0.5, "remask_budget": 3, "temperature": 1.0},
+    ],
+)
+def test_batch_of_8_equals_one_at_a_time(spec, net, extra, random_sample):
     tokens, roles = prompt_canvas(spec, _prompts(spec, 8, random_sample), ("image", "action"))
-    kw = dict(steps=4, temperature=temperature, noise_scale=noise_scale, cfg_scale=cfg)
+    kw = dict(steps=4, **extra)
     batch = decode(net, tokens, roles, seeds=list(range(100, 108)), **kw).tokens
     single = torch.cat([decode(net, tokens[i : i + 1], roles[i : i + 1], seeds=[100 + i], **kw).tokens for i in range(8)])
     assert torch.equal(batch, single)
