@@ -43,3 +43,18 @@ class Codec:
         seg = self.spec.segment(modality)
         values = self.tokenizer(modality).decode(local.reshape(-1, seg.rows, seg.cols))
         return [np.asarray(v) for v in values]
+
+
+def complete(model, given: dict[str, list], target: str, *, steps: int, seed: int, **decode_kw) -> tuple[list, int]:
+    """The one shape of every task: tokenize the given values (one list per modality, one entry
+    per sample), decode the ``target`` segment, detokenize it.  Returns (values, NFE)."""
+    from unidiff.canvas import prompt_canvas
+    from unidiff.decode import decode
+
+    codec = Codec(model.spec, model.tokenizers)
+    encoded = {m: codec.encode(m, list(values)) for m, values in given.items()}
+    n = len(next(iter(encoded.values())))
+    tokens, roles = prompt_canvas(model.spec, [{m: segs[i] for m, segs in encoded.items()} for i in range(n)], (target,))
+    dev = next(model.net.parameters()).device
+    out = decode(model.net, tokens.to(dev), roles.to(dev), steps=steps, seeds=seed, **decode_kw)
+    return codec.decode(target, out.tokens[:, model.spec.slices[target]]), out.nfe

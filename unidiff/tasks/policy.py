@@ -10,9 +10,7 @@ from collections import deque
 
 import numpy as np
 
-from unidiff.canvas import prompt_canvas
-from unidiff.decode import decode
-from unidiff.tasks.codec import Codec
+from unidiff.tasks.codec import complete
 
 
 class DiffusionPolicy:
@@ -27,7 +25,7 @@ class DiffusionPolicy:
         self.n_action_steps = n_action_steps or horizon
         if not 1 <= self.n_action_steps <= horizon:
             raise ValueError(f"n_action_steps must be in [1, {horizon}] (the action chunk), got {n_action_steps}")
-        self.model, self.codec = model, Codec(model.spec, model.tokenizers)
+        self.model = model
         self.steps, self.seed, self.decode_kw = steps, seed, decode_kw
         self.action_dim = model.spec.segment("action").cols
         self.reset()
@@ -37,21 +35,15 @@ class DiffusionPolicy:
         self._chunks, self._nfe, self._seconds = 0, 0, 0.0
 
     def _plan(self, obs: dict) -> np.ndarray:
-        c = self.codec
-        given = {
-            "text": c.encode("text", [obs["instruction"]])[0],
-            "image": c.encode("image", [obs["image"]])[0],
-        }
+        given = {"text": [obs["instruction"]], "image": [obs["image"]]}
         if "state" in self.model.spec.modalities:
-            given["state"] = c.encode("state", [obs["state"]])[0]
-        tokens, roles = prompt_canvas(self.model.spec, [given], ("action",))
-        dev = next(self.model.net.parameters()).device
+            given["state"] = [obs["state"]]
         t0 = time.perf_counter()
-        out = decode(self.model.net, tokens.to(dev), roles.to(dev), steps=self.steps, seeds=self.seed + self._chunks, **self.decode_kw)
+        chunk, nfe = complete(self.model, given, "action", steps=self.steps, seed=self.seed + self._chunks, **self.decode_kw)
         self._seconds += time.perf_counter() - t0
         self._chunks += 1
-        self._nfe += out.nfe
-        return c.decode("action", out.tokens[:, self.model.spec.slices["action"]])[0]
+        self._nfe += nfe
+        return chunk[0]
 
     def select_action(self, obs: dict) -> np.ndarray:
         if not self._queue:
@@ -59,5 +51,6 @@ class DiffusionPolicy:
         return np.asarray(self._queue.popleft(), dtype=np.float32)
 
     def stats(self) -> dict:
+        """Per chunk: NFE and wall ms of tokenize + decode + detokenize (what a controller waits)."""
         n = max(1, self._chunks)
         return {"chunks": self._chunks, "nfe": self._nfe / n, "ms_per_chunk": 1000 * self._seconds / n}
