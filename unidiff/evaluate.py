@@ -31,22 +31,35 @@ def evaluate_bundle(
     video_dir: str | None = None,
     batch: int = 50,
 ) -> dict:
-    """Returns the flat metric dict of ``unidiff eval`` (caption.*, t2i.*, policy.*, decode.nfe)."""
+    """Returns the flat metric dict of ``unidiff eval`` (caption.*, t2i.*, policy.*, decode.nfe:
+    measured forward passes per sample, not the configured step count)."""
     from unidiff.data import SceneDataset
     from unidiff.eval import evaluate_policy, score_captions, score_images
+    from unidiff.tasks.codec import complete
 
     data = SceneDataset(scenes, EVAL_SCENE_SEED, image_size)
     samples = [data[i] for i in range(len(data))]
     images = [s["image"] for s in samples]
     truth = [s["description"] for s in samples]
+
+    def run(given: str, values: list, target: str) -> tuple[list, int]:
+        """Decode in batches; returns the values and the NFE of one sample (forward passes)."""
+        outs, nfe = [], 0
+        for i in range(0, len(values), batch):
+            vals, n = complete(model, {given: values[i : i + batch]}, target, steps=steps, seed=i)
+            outs += vals
+            nfe = max(nfe, n)
+        return outs, nfe
+
     t0 = time.perf_counter()
-    captions = [c for i in range(0, len(images), batch) for c in model.caption(images[i : i + batch], steps=steps)]
+    captions, nfe_caption = run("image", images, "text")
     t_cap = time.perf_counter() - t0
-    generated = [g for i in range(0, len(samples), batch) for g in model.generate([s["caption"] for s in samples[i : i + batch]], steps=steps)]
+    generated, nfe_t2i = run("text", [s["caption"] for s in samples], "image")
     out = {f"caption.{k}": v for k, v in score_captions(captions, truth).items()}
     out.update({f"t2i.{k}": v for k, v in score_images(generated, truth).items()})
     out["caption.ms_per_sample"] = 1000 * t_cap / max(1, len(images))
-    out["decode.nfe"] = steps
+    out["caption.nfe"], out["t2i.nfe"] = nfe_caption, nfe_t2i
+    out["decode.nfe"] = max(nfe_caption, nfe_t2i)
     if env_id is not None:
         res = evaluate_policy(
             partial(make_policy, str(model.path), steps=steps),
