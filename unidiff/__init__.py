@@ -10,3 +10,10 @@ def load(path, *, device: str = "cpu"):
     from unidiff.bundle import load_bundle
 
     return load_bundle(path, device=device)
+
+
+def shipped_bundle_path():
+    """Directory of the tabletop bundle installed with the package (``unidiff.load`` it)."""
+    from unidiff.bundle import shipped_bundle_path
+
+    return shipped_bundle_path()

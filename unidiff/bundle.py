@@ -9,6 +9,9 @@ unpickling.
 
 Bundles are written to a temporary sibling directory and renamed into place, so an interrupted
 export never leaves a half-written bundle.
+
+The trained tabletop bundle ships inside the package at ``unidiff/assets/tabletop/`` (package
+data, so a non-editable install carries it); :func:`shipped_bundle_path` finds it.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from unidiff.canvas import CanvasSpec
 from unidiff.model import Backbone, BackboneConfig
 
 REQUIRED = ("model.safetensors", "config.yaml")
+SHIPPED_BUNDLE = Path(__file__).resolve().parent / "assets" / "tabletop"
 
 
 class BundleError(RuntimeError):
@@ -41,6 +45,20 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def shipped_bundle_path() -> Path:
+    """The tabletop bundle installed with the package (``unidiff/assets/tabletop``).
+
+    Raises :class:`BundleError` when this install carries none, saying how to get one."""
+    path = SHIPPED_BUNDLE
+    if not all((path / name).is_file() for name in REQUIRED):
+        raise BundleError(
+            f"no shipped bundle at {path}: this unidiff install carries no trained tabletop bundle. "
+            "Pass a bundle directory instead (e.g. --ckpt runs/tabletop/bundle, written by "
+            "`unidiff fit --config configs/tabletop.yaml`), or copy one there and reinstall."
+        )
+    return path
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -109,6 +127,19 @@ class Unidiff:
 
     def __post_init__(self) -> None:
         self.spec = self.net.spec
+
+    @property
+    def data_config(self) -> dict:
+        """``init_args`` of the data module the bundle was trained with (image_size, horizon,
+        eval_env, decode_steps, ...) from its resolved fit config; {} when it records none."""
+        text = self.config.get("fit_config")
+        try:
+            fit = yaml.safe_load(text) if isinstance(text, str) else None
+        except yaml.YAMLError:
+            return {}
+        data = fit.get("data") if isinstance(fit, dict) else None
+        args = data.get("init_args") if isinstance(data, dict) else None
+        return dict(args) if isinstance(args, dict) else {}
 
     def caption(self, images, **kw) -> list[str]:
         """uint8 (H, W, 3) images -> captions (see :func:`unidiff.tasks.caption`)."""

@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "generate": ("unidiff.commands", "generate_main", "generate images from text prompts"),
     "rollout": ("unidiff.commands", "rollout_main", "roll a bundle's policy out in an env"),
     "eval": ("unidiff.commands", "eval_main", "evaluate a tabletop bundle on all three tasks"),
+    "demo": ("unidiff.demo", "main", "caption, generate and act with the shipped bundle; HTML report"),
 }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,8 @@ def _parser(prog: str, doc: str) -> argparse.ArgumentParser:
     return p
 
 
-def _load(path: str):
+def load_or_exit(path: str):
+    """Load a bundle, or exit with its BundleError's message (no traceback)."""
     try:
         return load_bundle(path)
     except BundleError as e:
@@ -40,7 +40,7 @@ def caption_main(argv: list[str] | None = None) -> int:
     p = _parser("caption", "Caption images (PNG/JPEG) with a bundle.")
     p.add_argument("images", nargs="+")
     a = p.parse_args(argv)
-    model = _load(a.ckpt)
+    model = load_or_exit(a.ckpt)
     try:
         caps = model.caption([_read_image(f) for f in a.images], steps=a.steps, seed=a.seed)
     except ValueError as e:
@@ -58,7 +58,7 @@ def generate_main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="directory for the PNGs")
     p.add_argument("--cfg", type=float, default=0.0, help="classifier-free guidance scale")
     a = p.parse_args(argv)
-    model = _load(a.ckpt)
+    model = load_or_exit(a.ckpt)
     try:
         images = model.generate(a.prompts, steps=a.steps, seed=a.seed, cfg_scale=a.cfg)
     except ValueError as e:
@@ -75,35 +75,29 @@ def generate_main(argv: list[str] | None = None) -> int:
 
 
 def rollout_main(argv: list[str] | None = None) -> int:
-    from unidiff.eval import evaluate_policy
-    from unidiff.evaluate import EVAL_EPISODE_SEED, make_policy
+    from unidiff.evaluate import bundle_env_id, bundle_image_size, rollout_policy
 
     p = _parser("rollout", "Roll the bundle's policy out in a simulated env.")
-    p.add_argument("--env", required=True, help="env id, e.g. unidiff/TabletopPush-v0")
+    p.add_argument("--env", default=None, help="env id, e.g. unidiff/TabletopPush-v0 (default: the env the bundle was evaluated in)")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--video", default=None, help="directory for videos of the first episodes")
     a = p.parse_args(argv)
     if a.episodes < 1:
         sys.exit("unidiff: --episodes must be >= 1")
-    model = _load(a.ckpt)
+    model = load_or_exit(a.ckpt)
     if "action" not in model.spec.modalities:
-        sys.exit(f"unidiff: bundle {a.ckpt} has no action segment; it cannot drive {a.env}")
-    _check_action_space(model, a.env)
-    res = evaluate_policy(
-        partial(make_policy, str(model.path), steps=a.steps, seed=a.seed), a.env, a.episodes,
-        start_seed=EVAL_EPISODE_SEED, workers=a.workers, video_dir=a.video, env_kwargs={"size": _image_size(model)},
-    )
+        sys.exit(f"unidiff: bundle {a.ckpt} has no action segment; it cannot drive {a.env or 'an env'}")
+    env = a.env or bundle_env_id(model)
+    check_action_space(model, env)
+    res = rollout_policy(model, env, a.episodes, steps=a.steps, seed=a.seed, image_size=bundle_image_size(model),
+                         workers=a.workers, video_dir=a.video)
     print(json.dumps({k: v for k, v in res.items() if k != "per_episode"}, indent=2, default=str))
     return 0
 
 
-def _image_size(model) -> int:
-    """Render size the bundle's image tokenizer reads."""
-    return int(model.tokenizers["image"].config.size)
-
-
-def _check_action_space(model, env_id: str) -> None:
+def check_action_space(model, env_id: str) -> None:
+    """Exit with a clear message unless ``env_id`` exists and takes the bundle's action size."""
     import unidiff_envs
 
     try:
@@ -119,24 +113,24 @@ def _check_action_space(model, env_id: str) -> None:
 
 def eval_main(argv: list[str] | None = None) -> int:
     from unidiff.bundle import write_json_atomic
-    from unidiff.evaluate import evaluate_bundle
+    from unidiff.evaluate import bundle_env_id, bundle_image_size, evaluate_bundle
 
     p = _parser("eval", "Evaluate a tabletop bundle on captioning, text-to-image and policy.")
     p.add_argument("--out", required=True)
     p.add_argument("--scenes", type=int, default=200)
-    p.add_argument("--env", default="unidiff/TabletopPush-v0")
+    p.add_argument("--env", default=None, help="env of the policy metric (default: the env the bundle was evaluated in)")
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--workers", type=int, default=1)
     a = p.parse_args(argv)
-    model = _load(a.ckpt)
+    model = load_or_exit(a.ckpt)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    env = a.env if "action" in model.spec.modalities else None
+    env = (a.env or bundle_env_id(model)) if "action" in model.spec.modalities else None
     if env:
-        _check_action_space(model, env)
+        check_action_space(model, env)
     metrics = evaluate_bundle(
         model, scenes=a.scenes, env_id=env, episodes=a.episodes, steps=a.steps, workers=a.workers,
-        video_dir=str(out / "videos"), image_size=_image_size(model),
+        video_dir=str(out / "videos"), image_size=bundle_image_size(model),
     )
     write_json_atomic(out / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2))

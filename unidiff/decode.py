@@ -52,12 +52,13 @@ class ConditionCache:
             if self.gidx.numel():
                 _, self.prefix = model.run(tokens[:, self.gidx], self.gidx, pos_roles[:, self.gidx])
                 self.roles = torch.cat([pos_roles[:, self.gidx], self.roles], dim=1)
+            self.mask = model.attention(self.tidx, self.roles)  # the same at every step
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L) canvas -> (B, L, width) hidden states, valid at TARGET positions."""
         if not self.cached:
             return self.model(x, self.pos_roles)
-        h, _ = self.model.run(x[:, self.tidx], self.tidx, self.roles, prefix=self.prefix)
+        h, _ = self.model.run(x[:, self.tidx], self.tidx, self.roles, prefix=self.prefix, mask=self.mask)
         out = h.new_zeros(*x.shape, h.shape[-1])
         out[:, self.tidx] = h
         return out

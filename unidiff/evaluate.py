@@ -2,6 +2,9 @@
 
 Captioning is scored against the simulator's scene description, text-to-image with the scene
 parser, the policy by seeded rollouts in worker processes (each loads the bundle itself).
+
+The pieces (held-out scenes, batched decoding, seeded rollouts, what a bundle says about its own
+image size, env and decoder steps) are shared with ``unidiff rollout | eval | demo``.
 """
 from __future__ import annotations
 
@@ -12,11 +15,75 @@ from unidiff.bundle import load_bundle
 
 EVAL_SCENE_SEED = 7_000_000  # SceneDataset seed for held-out scenes (training uses small seeds)
 EVAL_EPISODE_SEED = 100_000  # first env seed of policy evaluation
+DEFAULT_ENV = "unidiff/TabletopPush-v0"  # the tabletop recipe's env (TabletopDataModule.eval_env)
 
 
 def make_policy(path: str, **kw):
     """Picklable policy factory for rollout workers."""
     return load_bundle(path).policy(**kw)
+
+
+# ---- what a bundle says about itself ----------------------------------------------------------
+def bundle_image_size(model) -> int:
+    """Render size the bundle's image tokenizer reads (scenes and envs must render at it)."""
+    if "image" not in model.tokenizers:
+        raise ValueError(f"bundle {model.path} has no image tokenizer (it has {sorted(model.tokenizers)})")
+    return int(model.tokenizers["image"].config.size)
+
+
+def bundle_env_id(model) -> str | None:
+    """The env the bundle's policy was evaluated in when it was trained (``data.eval_env`` of its
+    fit config, else the tabletop default); None for a bundle without an action segment."""
+    if "action" not in model.spec.modalities:
+        return None
+    return str(model.data_config.get("eval_env") or DEFAULT_ENV)
+
+
+def bundle_decode_steps(model, default: int = 8) -> int:
+    """Decoder steps the bundle was evaluated with at fit time (``data.decode_steps``)."""
+    return int(model.data_config.get("decode_steps") or default)
+
+
+# ---- shared pieces ------------------------------------------------------------------------------
+def heldout_scenes(n: int, image_size: int) -> list[dict]:
+    """The first ``n`` held-out scenes (image, caption, description), rendered at ``image_size``;
+    the same scenes for every caller, so a small run scores a subset of ``unidiff eval``'s."""
+    from unidiff.data import SceneDataset
+
+    data = SceneDataset(n, EVAL_SCENE_SEED, image_size)
+    return [data[i] for i in range(len(data))]
+
+
+def decode_batched(model, given: str, values: list, target: str, *, steps: int, seed: int = 0,
+                   batch: int = 50) -> tuple[list, int]:
+    """Decode ``target`` from ``given`` values in batches (batch at offset i uses seed ``seed + i``);
+    returns the values and the NFE of one sample (forward passes)."""
+    from unidiff.tasks.codec import complete
+
+    outs, nfe = [], 0
+    for i in range(0, len(values), batch):
+        vals, n = complete(model, {given: values[i : i + batch]}, target, steps=steps, seed=seed + i)
+        outs += vals
+        nfe = max(nfe, n)
+    return outs, nfe
+
+
+def rollout_policy(model, env_id: str, episodes: int, *, steps: int, image_size: int, seed: int = 0,
+                   workers: int = 1, video_dir: str | None = None, n_videos: int = 2) -> dict:
+    """Seeded rollouts of the bundle's policy (episode i uses env seed ``EVAL_EPISODE_SEED + i``),
+    rendering at ``image_size``; returns :func:`unidiff.eval.evaluate_policy`'s result."""
+    from unidiff.eval import evaluate_policy
+
+    return evaluate_policy(
+        partial(make_policy, str(model.path), steps=steps, seed=seed),
+        env_id,
+        episodes,
+        start_seed=EVAL_EPISODE_SEED,
+        workers=workers,
+        video_dir=video_dir,
+        n_videos=n_videos,
+        env_kwargs={"size": image_size},  # render at the size the image tokenizer reads
+    )
 
 
 def evaluate_bundle(
@@ -33,43 +100,24 @@ def evaluate_bundle(
 ) -> dict:
     """Returns the flat metric dict of ``unidiff eval`` (caption.*, t2i.*, policy.*, decode.nfe:
     measured forward passes per sample, not the configured step count)."""
-    from unidiff.data import SceneDataset
-    from unidiff.eval import evaluate_policy, score_captions, score_images
-    from unidiff.tasks.codec import complete
+    from unidiff.eval import score_captions, score_images
 
-    data = SceneDataset(scenes, EVAL_SCENE_SEED, image_size)
-    samples = [data[i] for i in range(len(data))]
+    samples = heldout_scenes(scenes, image_size)
     images = [s["image"] for s in samples]
     truth = [s["description"] for s in samples]
 
-    def run(given: str, values: list, target: str) -> tuple[list, int]:
-        """Decode in batches; returns the values and the NFE of one sample (forward passes)."""
-        outs, nfe = [], 0
-        for i in range(0, len(values), batch):
-            vals, n = complete(model, {given: values[i : i + batch]}, target, steps=steps, seed=i)
-            outs += vals
-            nfe = max(nfe, n)
-        return outs, nfe
-
     t0 = time.perf_counter()
-    captions, nfe_caption = run("image", images, "text")
+    captions, nfe_caption = decode_batched(model, "image", images, "text", steps=steps, batch=batch)
     t_cap = time.perf_counter() - t0
-    generated, nfe_t2i = run("text", [s["caption"] for s in samples], "image")
+    generated, nfe_t2i = decode_batched(model, "text", [s["caption"] for s in samples], "image", steps=steps, batch=batch)
     out = {f"caption.{k}": v for k, v in score_captions(captions, truth).items()}
     out.update({f"t2i.{k}": v for k, v in score_images(generated, truth).items()})
     out["caption.ms_per_sample"] = 1000 * t_cap / max(1, len(images))
     out["caption.nfe"], out["t2i.nfe"] = nfe_caption, nfe_t2i
     out["decode.nfe"] = max(nfe_caption, nfe_t2i)
     if env_id is not None:
-        res = evaluate_policy(
-            partial(make_policy, str(model.path), steps=steps),
-            env_id,
-            episodes,
-            start_seed=EVAL_EPISODE_SEED,
-            workers=workers,
-            video_dir=video_dir,
-            env_kwargs={"size": image_size},  # render at the size the image tokenizer reads
-        )
+        res = rollout_policy(model, env_id, episodes, steps=steps, image_size=image_size, workers=workers,
+                             video_dir=video_dir)
         for k in ("success_rate", "ci95_low", "ci95_high", "episodes"):
             out[f"policy.{env_id}.{k}"] = res[k]
         for k in ("ms_per_chunk", "nfe"):

@@ -114,22 +114,28 @@ class Backbone(nn.Module):
         pos = self.mod_emb(self.pos_mod[positions]) + self.row_emb(self.pos_row[positions]) + self.col_emb(self.pos_col[positions])
         return self.tok_emb(tokens) + pos
 
-    def run(self, tokens, positions, pos_roles, prefix=None, prefix_positions=None):
+    def attention(self, positions, pos_roles, prefix_positions=None):
+        """The attention mask of a :meth:`run` over ``positions`` (after a prefix at
+        ``prefix_positions``, whose roles come first in ``pos_roles``): (B, queries, keys) bool."""
+        if not self.cfg.causal:
+            mask = attention_mask(pos_roles)
+        elif prefix_positions is None:
+            mask = attention_mask(pos_roles, causal=True, positions=positions)
+        else:
+            mask = attention_mask(pos_roles, causal=True, positions=torch.cat([prefix_positions, positions]))
+        return mask[:, -positions.shape[0] :]
+
+    def run(self, tokens, positions, pos_roles, prefix=None, prefix_positions=None, mask=None):
         """Transformer over a subset of canvas positions.  ``prefix`` = per-layer (k, v) of positions
         computed earlier (the cached condition) that these positions may attend to; its roles come
         first in ``pos_roles``.  Returns final hidden states and the per-layer (k, v) of this run.
         A causal backbone ranks keys by canvas position, so with a prefix it also needs the
-        prefix's canvas indices, ``prefix_positions``."""
-        if not self.cfg.causal:
-            mask = attention_mask(pos_roles)
-        elif prefix is None:
-            mask = attention_mask(pos_roles, causal=True, positions=positions)
-        elif prefix_positions is None:
+        prefix's canvas indices, ``prefix_positions``.  ``mask``: :meth:`attention` of these
+        arguments, for a caller that runs them many times (a decoder, once per step)."""
+        if self.cfg.causal and prefix is not None and prefix_positions is None:
             raise ValueError("a causal backbone with a prefix needs prefix_positions (the prefix's canvas indices)")
-        else:
-            mask = attention_mask(pos_roles, causal=True, positions=torch.cat([prefix_positions, positions]))
-        if prefix is not None:
-            mask = mask[:, -tokens.shape[1] :]
+        if mask is None:
+            mask = self.attention(positions, pos_roles, prefix_positions if prefix is not None else None)
         x = self.embed(tokens, positions)
         kvs = []
         for i, block in enumerate(self.blocks):

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from unidiff.bench import DIFFUSION_VARIANTS, bench_tasks
+from unidiff.bench import DIFFUSION_VARIANTS, bench_tasks, checks, ratios
 from unidiff.bundle import load_bundle, save_bundle
 from unidiff.cli import main as cli_main
 from unidiff.model import Backbone, BackboneConfig
@@ -48,6 +48,9 @@ def test_bench_writes_every_field(bundles, tmp_path, capsys):
         assert report["cached_identical_to_full"][task] == {"1": True, "2": True}
         r = report["ratios"][task]["1"]
         assert {"cached_speedup_vs_full", "threshold_nfe_ratio_vs_fixed", "cached+threshold_speedup_vs_ar"} <= set(r)
+        # the synthetic world keeps exact match as its quality
+        assert report["tasks"][task]["quality_metric"] == "exact_match" and report["tasks"][task]["higher_is_better"] is True
+        assert all(c["quality"] == c["exact_match"] for c in report["results"][task]["cached"].values())
     policy = report["results"]["policy"]["cached"]["1"]
     horizon = load_bundle(bundles["diffusion"]).spec.segment("action").rows
     assert policy["control_hz"] == pytest.approx(horizon * 1000.0 / policy["ms_per_chunk"])
@@ -75,3 +78,26 @@ def test_bench_rejects_swapped_bundles_and_bad_sizes(bundles, tmp_path):
         cli_main(["bench", "--ckpt", str(bundles["diffusion"]), "--ar", str(bundles["diffusion"]), "--out", out])
     with pytest.raises(SystemExit):
         cli_main(["bench", "--ckpt", str(bundles["diffusion"]), "--out", out, "--n", "5", "--batch-sizes", "2"])
+
+
+def _cells(quality: dict[str, float]) -> dict:
+    return {v: {"1": {"ms_per_sample": 1.0, "nfe": 2.0, "quality": q, "control_hz": 100.0}} for v, q in quality.items()}
+
+
+def test_quality_deltas_are_signed_so_positive_is_better():
+    """A lower-is-better metric (the tabletop policy's action MAE) flips the deltas' sign."""
+    q = {"full": 0.2, "cached": 0.2, "cached+remask": 0.15, "cached+threshold": 0.1, "cached+threshold+remask": 0.3, "ar": 0.25}
+    results = {"policy": _cells(q), "caption": _cells(q)}
+    tasks = {"policy": {"higher_is_better": False}, "caption": {"higher_is_better": True}}
+    r = ratios(results, [1], tasks)
+    assert r["policy"]["1"]["threshold_quality_delta_vs_fixed"] == pytest.approx(0.1)  # lower MAE: better
+    assert r["caption"]["1"]["threshold_quality_delta_vs_fixed"] == pytest.approx(-0.1)
+    assert r["policy"]["1"]["remask_quality_delta_vs_fixed"] == pytest.approx(0.05)  # same NFE, lower MAE
+    assert r["caption"]["1"]["remask_quality_delta_vs_fixed"] == pytest.approx(-0.05)
+    assert r["policy"]["1"]["cached+threshold_quality_delta_vs_ar"] == pytest.approx(0.15)
+    assert r["policy"]["1"]["cached+threshold+remask_quality_delta_vs_ar"] == pytest.approx(-0.05)
+    assert ratios(results, [1])["policy"]["1"]["threshold_quality_delta_vs_fixed"] == pytest.approx(-0.1)  # default: higher is better
+    same = {"policy": {"1": True}, "caption": {"1": True}}
+    c = checks({"results": results, "ratios": r, "cached_identical_to_full": same, "batch_sizes": [1]})
+    assert c["policy_diffusion_faster_than_ar_at_equal_quality"] is False  # as fast as AR, not faster
+    assert c["policy_remask_raises_quality_at_equal_nfe"] is True and c["caption_remask_raises_quality_at_equal_nfe"] is False

@@ -1,5 +1,6 @@
 """The whole tabletop recipe at toy scale, through the real commands: VQ tokenizer fit ->
-expert collection -> unified fit -> bundle -> caption / generate / policy / eval."""
+expert collection -> unified fit -> bundle (the ``bundle`` fixture in conftest.py) -> caption /
+generate / policy / eval."""
 import subprocess
 import sys
 
@@ -7,26 +8,6 @@ import numpy as np
 import pytest
 
 import unidiff
-
-
-def _run(*args, cwd):
-    r = subprocess.run([sys.executable, "-m", "unidiff.cli", *args], capture_output=True, text=True, cwd=cwd)
-    assert r.returncode == 0, r.stderr[-4000:]
-    return r
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    root = tmp_path_factory.mktemp("recipe")
-    repo = __import__("pathlib").Path(__file__).resolve().parents[2]
-    _run("fit", "--config", str(repo / "configs/vq-tiny.yaml"), "--trainer.default_root_dir", str(root / "vq"), cwd=root)
-    _run("collect", "--env", "unidiff/TabletopPush-v0", "--episodes", "2", "--size", "32", "--out", str(root / "push"), cwd=root)
-    _run(
-        "fit", "--config", str(repo / "configs/tabletop-tiny.yaml"), "--trainer.default_root_dir", str(root / "run"),
-        "--data.init_args.image_tokenizer", str(root / "vq" / "tokenizer"), "--data.init_args.episodes", f"[{root / 'push'}]",
-        cwd=root,
-    )
-    return root / "run" / "bundle"
 
 
 def test_bundle_holds_every_tokenizer_and_the_eval_metrics(bundle):

@@ -10,6 +10,7 @@ _EXPORTS = {
     "EpisodeWindowDataset": "unidiff.data.datasets",
     "EpisodeSceneDataset": "unidiff.data.datasets",
     "SceneDataset": "unidiff.data.datasets",
+    "episode_window": "unidiff.data.datasets",
     "read_manifest": "unidiff.data.episodes",
     "read_episode": "unidiff.data.episodes",
     "verify": "unidiff.data.episodes",

@@ -50,11 +50,18 @@ class EpisodeWindowDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         e, k = self.index[i]
-        ep = self._load(e)
-        acts = ep["actions"]
-        idx = np.minimum(np.arange(k, k + self.horizon), len(acts) - 1)
-        return {"image": ep["frames"][k], "state": ep["state"][k], "instruction": ep["meta"]["instruction"],
-                "actions": acts[idx].astype(np.float32), "caption": ep["captions"][k]}
+        return episode_window(self._load(e), k, self.horizon)
+
+
+def episode_window(ep: dict, k: int, horizon: int) -> dict:
+    """The training window at step ``k`` of one episode, as :class:`EpisodeWindowDataset` yields it.
+
+    ``ep`` is an episode dict as ``read_episode`` (from disk) or ``unidiff_envs.rollout.run_episode``
+    (in memory) returns it; the action chunk past the episode's end repeats its last action."""
+    acts = ep["actions"]
+    idx = np.minimum(np.arange(k, k + horizon), len(acts) - 1)
+    return {"image": ep["frames"][k], "state": ep["state"][k], "instruction": ep["meta"]["instruction"],
+            "actions": acts[idx].astype(np.float32), "caption": ep["captions"][k]}
 
 
 def _sample_seed(seed: int, index: int) -> int:

@@ -156,7 +156,7 @@ def _section(sec: dict, out_dir: Path, index: int) -> str:
     return "<section>" + "\n".join(parts) + "</section>"
 
 
-def write_report(out_dir, metrics: dict, sections: list) -> Path:
+def write_report(out_dir, metrics: dict, sections: list, title: str = "unidiff evaluation") -> Path:
     """Write `report.html` (metrics table + sections) and `metrics.json` into out_dir; returns the HTML path.
 
     A section is a dict: `title`, optional `text`, `metrics` (dict, shown as a table), `images`
@@ -168,8 +168,9 @@ def write_report(out_dir, metrics: dict, sections: list) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(metrics, indent=1, default=_json_default, allow_nan=True).encode()
     body = "\n".join(_section(s, out, i) for i, s in enumerate(sections))
-    page = (f"<!doctype html><html><head><meta charset=utf-8><title>unidiff evaluation</title>"
-            f"<style>{_CSS}</style></head><body><h1>unidiff evaluation</h1>"
+    head = html.escape(title)
+    page = (f"<!doctype html><html><head><meta charset=utf-8><title>{head}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{head}</h1>"
             f"<h2>Metrics</h2>{_table(metrics)}<p><a href=\"metrics.json\">metrics.json</a></p>\n{body}</body></html>")
     _atomic_write(out / "metrics.json", payload)
     _atomic_write(out / "report.html", page.encode())
