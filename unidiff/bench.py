@@ -82,6 +82,9 @@ def measure(variants: dict[str, Callable[..., DecodeOutput]], task: BenchTask, b
         ms = 1000.0 * statistics.median(lg["times"]) / batch_size
         cells[v] = {"ms_per_sample": ms, "tokens_per_s": _generated_tokens(task, got) / sum(lg["times"]), "nfe": sum(lg["nfes"]) / len(lg["nfes"]),
                     "quality": scores[task.metric], **scores}
+        if task.target == "text":  # elastic length: positions decoded (with [EOS]) vs the segment's capacity
+            cells[v]["mean_text_length"] = _generated_tokens(task, got) / got.shape[0]
+            cells[v]["text_capacity"] = got.shape[1]
         if task.horizon:
             cells[v]["ms_per_chunk"] = ms
             cells[v]["control_hz"] = task.horizon / (ms / 1000.0)

@@ -44,6 +44,8 @@ def test_bench_writes_every_field(bundles, tmp_path, capsys):
                 assert {"ms_per_sample", "tokens_per_s", "nfe", "exact_match"} <= set(cell)
                 assert cell["ms_per_sample"] > 0 and cell["nfe"] >= 1 and 0 <= cell["exact_match"] <= 1
                 assert ("control_hz" in cell) == (task == "policy")
+                if task == "caption":  # elastic length: decoded positions never exceed the capacity
+                    assert 1 <= cell["mean_text_length"] <= cell["text_capacity"] == load_bundle(bundles["diffusion"]).spec.text_len
         # the cache is exact: same tokens as full recompute
         assert report["cached_identical_to_full"][task] == {"1": True, "2": True}
         r = report["ratios"][task]["1"]
