@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import yaml
 
 from unidiff.ar_decode import ar_decode
 from unidiff.bench_tasks import BenchTask, bench_tasks
@@ -216,6 +215,7 @@ def table(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     import unidiff
     from unidiff.bundle import write_json_atomic
+    from unidiff.evaluate import bundle_decode_steps
 
     p = argparse.ArgumentParser(prog="unidiff bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True, help="diffusion bundle directory")
@@ -243,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         if ar_model.spec != model.spec:
             p.error("--ar and --ckpt have different canvases; the twin must be trained on the same data")
     tasks = bench_tasks(model, a.n)
-    fit = yaml.safe_load(model.config.get("fit_config") or "null") or {}
-    steps = a.steps or int((fit.get("data") or {}).get("init_args", {}).get("decode_steps", 8))
+    steps = a.steps or bundle_decode_steps(model)
     variants = decoders(model.net, ar_model.net if ar_model else None, steps, a.schedule, a.threshold, a.remask, a.remask_budget)
     report = {
         "ckpt": str(a.ckpt),

@@ -16,7 +16,6 @@ from functools import partial
 from typing import Callable
 
 import torch
-import yaml
 
 from unidiff.canvas import prompt_canvas, text_ids
 
@@ -154,6 +153,7 @@ def _tabletop_tasks(bundle, init_args: dict, n: int) -> list[BenchTask]:
     tokenized with the bundle's tokenizers (nothing is re-fit; no episode data is read)."""
     import numpy as np
 
+    from unidiff.evaluate import bundle_env_id, bundle_image_size
     from unidiff.tasks.codec import Codec
 
     spec, toks = bundle.spec, bundle.tokenizers
@@ -162,7 +162,7 @@ def _tabletop_tasks(bundle, init_args: dict, n: int) -> list[BenchTask]:
     if need - set(toks):
         raise ValueError(f"bundle {bundle.path} lacks the {sorted(need - set(toks))} tokenizer(s) a tabletop bench needs (it has {sorted(toks)})")
     codec = Codec(spec, toks)
-    size = int(toks["image"].config.size)  # what the image tokenizer reads; scenes and env render at it
+    size = bundle_image_size(bundle)  # what the image tokenizer reads; scenes and env render at it
     scenes = heldout_scenes_that_fit(bundle, n, size)
     descriptions = [s["description"] for s in scenes]
     images = codec.encode("image", [s["image"] for s in scenes])
@@ -178,7 +178,7 @@ def _tabletop_tasks(bundle, init_args: dict, n: int) -> list[BenchTask]:
     ]
     if policy:
         horizon = spec.segment("action").rows
-        env_id = str(init_args.get("eval_env") or "unidiff/TabletopPush-v0")
+        env_id = bundle_env_id(bundle)
         windows = heldout_expert_windows(env_id, n, horizon, size, toks["text"], spec.text_len)
         given = {"text": codec.encode("text", [w["instruction"] for w in windows]), "image": codec.encode("image", [w["image"] for w in windows])}
         if "state" in spec.modalities:
@@ -202,8 +202,7 @@ TASK_BUILDERS: dict[str, Callable[..., list[BenchTask]]] = {
 
 def bench_tasks(bundle, n: int) -> list[BenchTask]:
     """The benchmark's tasks for a bundle, built by the data module its training used."""
-    fit = yaml.safe_load(bundle.config.get("fit_config") or "null") or {}
-    data = fit.get("data") or {}
+    data = bundle.fit_config.get("data") or {}
     builder = TASK_BUILDERS.get(data.get("class_path"))
     if builder is None:
         raise ValueError(

@@ -129,15 +129,20 @@ class Unidiff:
         self.spec = self.net.spec
 
     @property
-    def data_config(self) -> dict:
-        """``init_args`` of the data module the bundle was trained with (image_size, horizon,
-        eval_env, decode_steps, ...) from its resolved fit config; {} when it records none."""
+    def fit_config(self) -> dict:
+        """The resolved `unidiff fit` config the bundle was trained with; {} when it records none."""
         text = self.config.get("fit_config")
         try:
             fit = yaml.safe_load(text) if isinstance(text, str) else None
         except yaml.YAMLError:
             return {}
-        data = fit.get("data") if isinstance(fit, dict) else None
+        return fit if isinstance(fit, dict) else {}
+
+    @property
+    def data_config(self) -> dict:
+        """``init_args`` of the data module the bundle was trained with (image_size, horizon,
+        eval_env, decode_steps, ...) from its resolved fit config; {} when it records none."""
+        data = self.fit_config.get("data")
         args = data.get("init_args") if isinstance(data, dict) else None
         return dict(args) if isinstance(args, dict) else {}
 

@@ -63,13 +63,14 @@ def score_captions(predicted: list[str], descriptions: list[dict]) -> dict:
 
     Relation accuracy = true stated relations / (stated relations + captions that state none
     although their scene has one); 1.0 when there is nothing to score.  Exact match also
-    requires every object's cell phrase to be right.
+    requires every object's cell phrase to be right; ``passed`` is each caption's exact match.
     """
     if len(predicted) != len(descriptions):
         raise ValueError(f"{len(predicted)} captions but {len(descriptions)} descriptions")
     if not predicted:
         raise ValueError("no captions to score")
-    tp = n_pred = n_true = rel_hits = rel_total = exact = cell_hits = 0
+    tp = n_pred = n_true = rel_hits = rel_total = cell_hits = 0
+    passed = []
     for text, truth in zip(predicted, descriptions):
         if not isinstance(truth, dict) or "objects" not in truth:
             raise TypeError("each description must be a dict from unidiff_envs.tabletop.describe")
@@ -86,12 +87,12 @@ def score_captions(predicted: list[str], descriptions: list[dict]) -> dict:
         rel_total += len(parsed["relations"]) or int(bool(true_rel))
         # exact: same objects in the same cells, stated count right, every stated relation true,
         # and a relation stated iff the scene has one (as the ground-truth captions do)
-        exact += (placed == true_placed and parsed["count"] in (None, len(truth["objects"]))
-                  and ok == len(parsed["relations"]) and bool(parsed["relations"]) == bool(true_rel))
+        passed.append(bool(placed == true_placed and parsed["count"] in (None, len(truth["objects"]))
+                           and ok == len(parsed["relations"]) and bool(parsed["relations"]) == bool(true_rel)))
     precision = tp / n_pred if n_pred else 0.0
     recall = tp / n_true if n_true else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"exact_match": exact / len(predicted), "object_precision": precision,
+    return {"exact_match": sum(passed) / len(predicted), "object_precision": precision,
             "object_recall": recall, "object_f1": f1,
             "relation_accuracy": rel_hits / rel_total if rel_total else 1.0,
-            "cell_accuracy": cell_hits / tp if tp else 0.0, "n": len(predicted)}
+            "cell_accuracy": cell_hits / tp if tp else 0.0, "n": len(predicted), "passed": passed}
