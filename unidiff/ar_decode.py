@@ -15,7 +15,7 @@ import torch
 
 from unidiff.canvas import Role, position_roles
 from unidiff.decode import DecodeOutput, _gumbel
-from unidiff.model import Backbone
+from unidiff.model import Backbone, KVCache
 from unidiff.vocab import EOS_ID, MODALITIES, PAD_ID
 
 
@@ -74,7 +74,8 @@ def _decode_group(model: Backbone, x: torch.Tensor, pr: torch.Tensor, gens: list
     # from this rank on only text is left: once every row has ended, the rest is [PAD]
     text_tail = len(mods) - next((i for i, m in enumerate(reversed(mods)) if m != "text"), len(mods))
     rows = torch.arange(x.shape[0])
-    h, prefix = model.run(x[:, gidx], gidx, pr[:, gidx])
+    h, kvs = model.run(x[:, gidx], gidx, pr[:, gidx])
+    prefix = KVCache(kvs, room=len(tidx))
     seen, seen_roles, prev = gidx, pr[:, gidx], h[:, -1]
     ended = torch.zeros(x.shape[0], dtype=torch.bool, device=dev)
     nfe = 1
@@ -99,8 +100,8 @@ def _decode_group(model: Backbone, x: torch.Tensor, pr: torch.Tensor, gens: list
             break
         pcol = tidx[r : r + 1]
         seen_roles = torch.cat([seen_roles, pr[:, pcol]], dim=1)
-        h, kv = model.run(x[:, pcol], pcol, seen_roles, prefix=prefix, prefix_positions=seen)
-        prefix = [(torch.cat([k0, k], dim=2), torch.cat([v0, v], dim=2)) for (k0, v0), (k, v) in zip(prefix, kv)]
+        h, _ = model.run(x[:, pcol], pcol, seen_roles, prefix=prefix, prefix_positions=seen)
+        prefix.keep()
         seen, prev = torch.cat([seen, pcol]), h[:, -1]
         nfe += 1
     return x, nfe

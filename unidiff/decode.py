@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from unidiff.canvas import Role, position_roles
-from unidiff.model import Backbone
+from unidiff.model import Backbone, KVCache
 from unidiff.noise import mask_fraction
 from unidiff.vocab import EOS_ID, PAD_ID
 
@@ -39,29 +39,37 @@ class ConditionCache:
     With ``enabled`` and a batch in which no column is GIVEN in one row and TARGET in another,
     the GIVEN columns run once (keys/values kept per layer) and every call runs only the TARGET
     columns against them -- the same numbers as a full pass up to float rounding, at a fraction
-    of the cost.  Otherwise every call is a full pass.
+    of the cost.  Otherwise every call is a full pass.  Calls return hidden states of the
+    positions in ``columns`` (all of the canvas, or its TARGET columns when cached).
     """
 
     def __init__(self, model: Backbone, tokens: torch.Tensor, pos_roles: torch.Tensor, enabled: bool = True) -> None:
         self.model, self.pos_roles = model, pos_roles
         given, target = (pos_roles == Role.GIVEN).any(0), (pos_roles == Role.TARGET).any(0)
         self.cached = enabled and not bool((given & target).any())
+        self.columns = torch.arange(tokens.shape[1], device=tokens.device)
         if self.cached:
-            self.gidx, self.tidx = given.nonzero().squeeze(1), target.nonzero().squeeze(1)
-            self.prefix, self.roles = None, pos_roles[:, self.tidx]
+            self.gidx, self.columns = given.nonzero().squeeze(1), target.nonzero().squeeze(1)
+            self.prefix, self.roles = None, pos_roles[:, self.columns]
             if self.gidx.numel():
-                _, self.prefix = model.run(tokens[:, self.gidx], self.gidx, pos_roles[:, self.gidx])
-                self.roles = torch.cat([pos_roles[:, self.gidx], self.roles], dim=1)
-            self.mask = model.attention(self.tidx, self.roles)  # the same at every step
+                g_roles = pos_roles[:, self.gidx]
+                _, kvs = model.run(tokens[:, self.gidx], self.gidx, g_roles)
+                self.prefix = KVCache(kvs, room=len(self.columns))
+                self.roles = torch.cat([g_roles, self.roles], dim=1)
+            self.mask = model.attention(self.columns, self.roles)  # the same at every step
+
+    def segment(self, sl: slice) -> slice:
+        """A canvas slice (of TARGET positions when cached) -> the same positions in a call's output."""
+        if not self.cached:
+            return sl
+        lo, hi = torch.searchsorted(self.columns, torch.tensor([sl.start, sl.stop], device=self.columns.device)).tolist()
+        return slice(lo, hi)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, L) canvas -> (B, L, width) hidden states, valid at TARGET positions."""
+        """(B, L) canvas -> (B, len(columns), width) hidden states of ``columns``."""
         if not self.cached:
             return self.model(x, self.pos_roles)
-        h, _ = self.model.run(x[:, self.tidx], self.tidx, self.roles, prefix=self.prefix, mask=self.mask)
-        out = h.new_zeros(*x.shape, h.shape[-1])
-        out[:, self.tidx] = h
-        return out
+        return self.model.run(x[:, self.columns], self.columns, self.roles, prefix=self.prefix, mask=self.mask)[0]
 
 
 def _gumbel(shape, gens: list[torch.Generator], rows: torch.Tensor) -> torch.Tensor:
@@ -143,8 +151,15 @@ def decode(
     if cfg_scale > 0:
         uncond_roles = torch.where(pos_roles == Role.GIVEN, torch.full_like(pos_roles, Role.ABSENT), pos_roles)
         uncond = ConditionCache(model, x, uncond_roles, enabled=cache)
-    targets = [(s, seg) for s, seg in enumerate(spec.segments) if bool((roles[:, s] == Role.TARGET).any())]
-    n0 = {seg.modality: todo[:, spec.slices[seg.modality]].sum(1) for _, seg in targets}
+    # per target segment: its modality, canvas slice, the rows where it is a target (a plain slice
+    # when that is every row: views instead of gathers on the hot path) and their indices
+    targets = []
+    for s, seg in enumerate(spec.segments):
+        idx = (roles[:, s] == Role.TARGET).nonzero().squeeze(1).cpu()
+        if idx.numel():
+            targets.append((seg.modality, spec.slices[seg.modality], slice(None) if idx.numel() == B else idx, idx))
+    n0 = {m: todo[:, sl].sum(1) for m, sl, _, _ in targets}
+    out_sl = {m: (forward.segment(sl), uncond.segment(sl) if uncond is not None else None) for m, sl, _, _ in targets}
     budget = torch.full((B,), remask_budget if remask is not None else 0, device=dev)
     nfe = taken = n_remasked = 0
     for k in range(steps):
@@ -156,12 +171,10 @@ def decode(
         hidden_u = uncond(x) if uncond is not None else None
         nfe += 1 if uncond is None else 2
         keep_frac = mask_fraction(schedule, torch.tensor(1.0 - (k + 1) / steps, dtype=torch.float64))
-        for s, seg in targets:
-            m, sl = seg.modality, spec.slices[seg.modality]
-            rows = (roles[:, s] == Role.TARGET).nonzero().squeeze(1).cpu()
-            logits = model.logits(hidden[rows, sl], m).float()
+        for m, sl, rows, idx in targets:
+            logits = model.logits(hidden[rows, out_sl[m][0]], m).float()
             if hidden_u is not None:
-                logits = logits + cfg_scale * (logits - model.logits(hidden_u[rows, sl], m).float())
+                logits = logits + cfg_scale * (logits - model.logits(hidden_u[rows, out_sl[m][1]], m).float())
             logp = torch.log_softmax(logits, -1)
             ids = model.output_ids(m)
             seg_x, masked = x[rows, sl], todo[rows, sl]
@@ -179,7 +192,7 @@ def decode(
                 n_remasked += int(doubt.sum())
                 masked = masked | doubt
             if temperature > 0:
-                pick = (logits / temperature + _gumbel(logits.shape, gens, rows).to(dev)).argmax(-1)
+                pick = (logits / temperature + _gumbel(logits.shape, gens, idx).to(dev)).argmax(-1)
             else:
                 pick = logits.argmax(-1)
             conf = logp.gather(-1, pick.unsqueeze(-1)).squeeze(-1).double()
@@ -192,7 +205,7 @@ def decode(
                 n_commit = n_masked - torch.floor(n0[m][rows].double() * keep_frac).long()
             n_commit = torch.minimum(torch.clamp(n_commit, min=1), n_masked)
             if noise_scale > 0:
-                conf = conf + noise_scale * (1.0 - (k + 1) / steps) * _gumbel(conf.shape, gens, rows).to(dev)
+                conf = conf + noise_scale * (1.0 - (k + 1) / steps) * _gumbel(conf.shape, gens, idx).to(dev)
             conf = conf.masked_fill(~masked, float("-inf"))
             rank = torch.argsort(torch.argsort(conf, dim=1, descending=True, stable=True), dim=1, stable=True)
             commit = masked & (rank < n_commit.unsqueeze(1))

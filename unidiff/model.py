@@ -8,6 +8,7 @@ column) embeddings of their segment's grid, so images are 2-D and action chunks 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -38,8 +39,42 @@ class BackboneConfig:
             raise ValueError(f"backbone.depth must be >= 1, got {self.depth}")
 
 
+class KVCache:
+    """Per-layer keys/values of positions run earlier (a decoder's condition, an AR prefix), kept
+    in buffers with ``room`` for more.  A :meth:`Backbone.run` against the cache writes its own
+    keys/values right after the kept ones -- no concatenation, so a step costs what its own
+    positions cost -- and attends to both.  :meth:`keep` makes the last run's part of the prefix
+    (an autoregressive step); without it the next run overwrites them (a diffusion step)."""
+
+    def __init__(self, kvs: list[tuple[torch.Tensor, torch.Tensor]], room: int) -> None:
+        B, H, n, D = kvs[0][0].shape
+        self.k, self.v = [], []
+        for k, v in kvs:
+            self.k.append(k.new_empty(B, H, n + room, D))
+            self.v.append(v.new_empty(B, H, n + room, D))
+            self.k[-1][:, :, :n], self.v[-1][:, :, :n] = k, v
+        self.length, self.written = n, 0
+
+    @property
+    def capacity(self) -> int:
+        return self.k[0].shape[2]
+
+    def attend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write a run's keys/values of ``layer`` after the kept ones -> the keys/values to attend to."""
+        end = self.length + k.shape[2]
+        if end > self.capacity:
+            raise ValueError(f"KVCache holds {self.capacity} positions; {self.length} kept + {k.shape[2]} new do not fit")
+        self.k[layer][:, :, self.length : end], self.v[layer][:, :, self.length : end] = k, v
+        self.written = k.shape[2]
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+    def keep(self) -> None:
+        """Make the last run's keys/values part of the prefix."""
+        self.length, self.written = self.length + self.written, 0
+
+
 class SelfAttention(nn.Module):
-    """Multi-head attention with QK-norm; keys/values of a cached prefix can be passed in."""
+    """Multi-head attention with QK-norm; can attend to a :class:`KVCache` (``attend``) too."""
 
     def __init__(self, dim: int, heads: int, dropout: float) -> None:
         super().__init__()
@@ -49,14 +84,14 @@ class SelfAttention(nn.Module):
         self.k_norm = RmsNorm(dim // heads)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x, mask, prefix_kv=None):
+    def forward(self, x, mask, attend=None):
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
         q, k = self.q_norm(q), self.k_norm(k)
         kv = (k, v)
-        if prefix_kv is not None:
-            k, v = torch.cat([prefix_kv[0], k], dim=2), torch.cat([prefix_kv[1], v], dim=2)
+        if attend is not None:
+            k, v = attend(k, v)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask.unsqueeze(1), dropout_p=self.dropout if self.training else 0.0
+            q, k, v, attn_mask=None if mask is None else mask.unsqueeze(1), dropout_p=self.dropout if self.training else 0.0
         )
         return self.proj(rearrange(out, "b h l d -> b l (h d)")), kv
 
@@ -69,10 +104,13 @@ class Block(nn.Module):
         self.norm2 = RmsNorm(cfg.width)
         self.mlp = Mlp(cfg.width, int(cfg.width * cfg.mlp_ratio), act_layer=nn.GELU, drop=cfg.dropout)
 
-    def forward(self, x, mask, prefix_kv=None):
-        a, kv = self.attn(self.norm1(x), mask, prefix_kv)
+    def forward(self, x, mask, attend=None):
+        a, kv = self.attn(self.norm1(x), mask, attend)
         x = x + a
         return x + self.mlp(self.norm2(x)), kv
+
+
+_COMPUTE = object()  # run(mask=...) not given: compute it (None is a valid mask: nothing hidden)
 
 
 class Backbone(nn.Module):
@@ -116,30 +154,32 @@ class Backbone(nn.Module):
 
     def attention(self, positions, pos_roles, prefix_positions=None):
         """The attention mask of a :meth:`run` over ``positions`` (after a prefix at
-        ``prefix_positions``, whose roles come first in ``pos_roles``): (B, queries, keys) bool."""
+        ``prefix_positions``, whose roles come first in ``pos_roles``): (B, queries, keys) bool,
+        or None where it hides nothing (attention then takes its unmasked, faster path)."""
         if not self.cfg.causal:
             mask = attention_mask(pos_roles)
         elif prefix_positions is None:
             mask = attention_mask(pos_roles, causal=True, positions=positions)
         else:
             mask = attention_mask(pos_roles, causal=True, positions=torch.cat([prefix_positions, positions]))
-        return mask[:, -positions.shape[0] :]
+        mask = mask[:, -positions.shape[0] :]
+        return None if bool(mask.all()) else mask
 
-    def run(self, tokens, positions, pos_roles, prefix=None, prefix_positions=None, mask=None):
-        """Transformer over a subset of canvas positions.  ``prefix`` = per-layer (k, v) of positions
-        computed earlier (the cached condition) that these positions may attend to; its roles come
+    def run(self, tokens, positions, pos_roles, prefix=None, prefix_positions=None, mask=_COMPUTE):
+        """Transformer over a subset of canvas positions.  ``prefix``: a :class:`KVCache` of positions
+        computed earlier (the cached condition) that these positions may attend to; their roles come
         first in ``pos_roles``.  Returns final hidden states and the per-layer (k, v) of this run.
         A causal backbone ranks keys by canvas position, so with a prefix it also needs the
         prefix's canvas indices, ``prefix_positions``.  ``mask``: :meth:`attention` of these
         arguments, for a caller that runs them many times (a decoder, once per step)."""
         if self.cfg.causal and prefix is not None and prefix_positions is None:
             raise ValueError("a causal backbone with a prefix needs prefix_positions (the prefix's canvas indices)")
-        if mask is None:
+        if mask is _COMPUTE:
             mask = self.attention(positions, pos_roles, prefix_positions if prefix is not None else None)
         x = self.embed(tokens, positions)
         kvs = []
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, mask, None if prefix is None else prefix[i])
+            x, kv = block(x, mask, None if prefix is None else partial(prefix.attend, i))
             kvs.append(kv)
         return self.norm(x), kvs
 

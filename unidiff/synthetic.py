@@ -53,14 +53,28 @@ class SyntheticWorld:
     def horizon(self) -> int:
         return self.grid - 1
 
-    def sample(self, seed: int) -> SyntheticScene:
+    def sample(self, seed: int, confusable: bool = False) -> SyntheticScene:
+        """The scene of ``seed``.  ``confusable``: at least two objects, and the target shares its
+        colour or its shape with another one, so only the instruction's other word tells them apart
+        (the case a policy that reads one word of the instruction gets wrong)."""
+        if confusable and self.max_objects < 2:
+            raise ValueError("a confusable scene needs max_objects >= 2")
         rng = random.Random(seed)
-        n = rng.randint(1, self.max_objects)
-        cells = sorted(rng.sample(range(self.grid * self.grid), n))
-        kinds = rng.sample([(c, s) for c in range(len(COLORS)) for s in range(len(SHAPES))], n)
-        objects = tuple((cell, c, s) for cell, (c, s) in zip(cells, kinds))
+        kinds = [(c, s) for c in range(len(COLORS)) for s in range(len(SHAPES))]
+        if not confusable:
+            n = rng.randint(1, self.max_objects)
+            cells = sorted(rng.sample(range(self.grid * self.grid), n))
+            objects = tuple((cell, c, s) for cell, (c, s) in zip(cells, rng.sample(kinds, n)))
+            agent = (rng.randrange(self.grid), rng.randrange(self.grid))
+            return SyntheticScene(objects, agent, rng.randrange(n))
+        n = rng.randint(2, self.max_objects)
+        target = rng.choice(kinds)
+        twin = rng.choice([k for k in kinds if k != target and (k[0] == target[0] or k[1] == target[1])])
+        picked = [target, twin] + rng.sample([k for k in kinds if k not in (target, twin)], n - 2)
+        cells = rng.sample(range(self.grid * self.grid), n)
+        objects = tuple(sorted((cell, c, s) for cell, (c, s) in zip(cells, picked)))
         agent = (rng.randrange(self.grid), rng.randrange(self.grid))
-        return SyntheticScene(objects, agent, rng.randrange(n))
+        return SyntheticScene(objects, agent, objects.index((cells[0], *target)))
 
     def image(self, scene: SyntheticScene) -> torch.Tensor:
         codes = torch.zeros(self.grid * self.grid, dtype=torch.long)
@@ -156,17 +170,21 @@ class SyntheticDataModule(CanvasDataModule):
     @torch.no_grad()
     def evaluate(self, model) -> dict:
         """Exact match on held-out scenes for image->text, text->image, (text,image,state)->action,
-        all from the same bundle and the same :func:`~unidiff.decode.decode`."""
+        all from the same bundle and the same :func:`~unidiff.decode.decode`; ``policy_confusable``
+        repeats the policy on held-out scenes whose target has a same-colour or same-shape twin."""
         spec, net = model.spec, model.net
-        scenes = [self.world.sample(self.base + 900_000_000 + i) for i in range(self.eval_size)]
+        seeds = range(self.base + 900_000_000, self.base + 900_000_000 + self.eval_size)
         dev = next(net.parameters()).device
         out = {}
         for task, policy, keep, target in (
             ("caption", False, ("image",), "text"),
             ("t2i", False, ("text",), "image"),
             ("policy", True, ("text", "image", "state"), "action"),
+            ("policy_confusable", True, ("text", "image", "state"), "action"),
         ):
-            truth = [self.encode(s, policy) for s in scenes]
+            if task == "policy_confusable" and self.world.max_objects < 2:
+                continue
+            truth = [self.encode(self.world.sample(i, confusable=task == "policy_confusable"), policy) for i in seeds]
             tokens, roles = prompt_canvas(spec, [{m: t[m] for m in keep} for t in truth], (target,))
             res = decode(net, tokens.to(dev), roles.to(dev), steps=self.decode_steps, seeds=0)
             got = res.tokens[:, spec.slices[target]].cpu()

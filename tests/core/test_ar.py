@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from unidiff.ar_decode import ar_decode
 from unidiff.canvas import Role, attention_mask, position_roles, prompt_canvas
-from unidiff.model import Backbone, BackboneConfig
+from unidiff.model import Backbone, BackboneConfig, KVCache
 from unidiff.objective import autoregressive_loss
 from unidiff.train import UnidiffModule
 from unidiff.vocab import EOS_ID, MODALITIES, PAD_ID
@@ -47,7 +47,24 @@ def test_backbone_causal_prefix_needs_positions(ar_net):
     pr = torch.full((1, 2), int(G))
     _, kv = ar_net.run(torch.tensor([[5, 6]]), idx, pr)
     with pytest.raises(ValueError, match="prefix_positions"):
-        ar_net.run(torch.tensor([[7]]), torch.tensor([2]), torch.full((1, 3), int(G)), prefix=kv)
+        ar_net.run(torch.tensor([[7]]), torch.tensor([2]), torch.full((1, 3), int(G)), prefix=KVCache(kv, room=1))
+
+
+def test_kv_cache_overwrites_until_kept_and_refuses_overflow(ar_net):
+    """A run against a KVCache equals a run with its keys/values concatenated; unkept runs are
+    overwritten (diffusion steps), kept ones extend the prefix (AR steps)."""
+    idx, pr = torch.tensor([0, 1]), torch.full((1, 2), int(G))
+    _, kv = ar_net.run(torch.tensor([[5, 6]]), idx, pr)
+    cache = KVCache(kv, room=1)
+    roles3, seen = torch.full((1, 3), int(G)), idx
+    a, _ = ar_net.run(torch.tensor([[9]]), torch.tensor([2]), roles3, prefix=cache, prefix_positions=seen)
+    b, _ = ar_net.run(torch.tensor([[7]]), torch.tensor([2]), roles3, prefix=cache, prefix_positions=seen)  # overwrites 9
+    full, _ = ar_net.run(torch.tensor([[5, 6, 7]]), torch.tensor([0, 1, 2]), roles3)
+    assert torch.allclose(b[:, -1], full[:, -1], atol=1e-5) and not torch.allclose(a, b)
+    cache.keep()
+    assert cache.length == 3
+    with pytest.raises(ValueError, match="do not fit"):
+        ar_net.run(torch.tensor([[8]]), torch.tensor([3]), torch.full((1, 4), int(G)), prefix=cache, prefix_positions=torch.tensor([0, 1, 2]))
 
 
 def test_ar_loss_matches_a_hand_computed_value(spec, ar_net, random_sample):
