@@ -49,11 +49,11 @@ class ConditionCache:
         self.cached = enabled and not bool((given & target).any())
         self.columns = torch.arange(tokens.shape[1], device=tokens.device)
         if self.cached:
-            self.gidx, self.columns = given.nonzero().squeeze(1), target.nonzero().squeeze(1)
+            gidx, self.columns = given.nonzero().squeeze(1), target.nonzero().squeeze(1)
             self.prefix, self.roles = None, pos_roles[:, self.columns]
-            if self.gidx.numel():
-                g_roles = pos_roles[:, self.gidx]
-                _, kvs = model.run(tokens[:, self.gidx], self.gidx, g_roles)
+            if gidx.numel():
+                g_roles = pos_roles[:, gidx]
+                _, kvs = model.run(tokens[:, gidx], gidx, g_roles)
                 self.prefix = KVCache(kvs, room=len(self.columns))
                 self.roles = torch.cat([g_roles, self.roles], dim=1)
             self.mask = model.attention(self.columns, self.roles)  # the same at every step

@@ -174,17 +174,19 @@ class SyntheticDataModule(CanvasDataModule):
         repeats the policy on held-out scenes whose target has a same-colour or same-shape twin."""
         spec, net = model.spec, model.net
         seeds = range(self.base + 900_000_000, self.base + 900_000_000 + self.eval_size)
+        scenes = [self.world.sample(i) for i in seeds]
+        twins = [self.world.sample(i, confusable=True) for i in seeds] if self.world.max_objects >= 2 else None
         dev = next(net.parameters()).device
         out = {}
-        for task, policy, keep, target in (
-            ("caption", False, ("image",), "text"),
-            ("t2i", False, ("text",), "image"),
-            ("policy", True, ("text", "image", "state"), "action"),
-            ("policy_confusable", True, ("text", "image", "state"), "action"),
+        for task, chosen, policy, keep, target in (
+            ("caption", scenes, False, ("image",), "text"),
+            ("t2i", scenes, False, ("text",), "image"),
+            ("policy", scenes, True, ("text", "image", "state"), "action"),
+            ("policy_confusable", twins, True, ("text", "image", "state"), "action"),
         ):
-            if task == "policy_confusable" and self.world.max_objects < 2:
+            if chosen is None:
                 continue
-            truth = [self.encode(self.world.sample(i, confusable=task == "policy_confusable"), policy) for i in seeds]
+            truth = [self.encode(s, policy) for s in chosen]
             tokens, roles = prompt_canvas(spec, [{m: t[m] for m in keep} for t in truth], (target,))
             res = decode(net, tokens.to(dev), roles.to(dev), steps=self.decode_steps, seeds=0)
             got = res.tokens[:, spec.slices[target]].cpu()
