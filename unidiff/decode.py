@@ -53,10 +53,10 @@ class ConditionCache:
             self.prefix, self.roles = None, pos_roles[:, self.columns]
             if gidx.numel():
                 g_roles = pos_roles[:, gidx]
-                _, kvs = model.run(tokens[:, gidx], gidx, g_roles)
+                _, kvs = model.run(tokens[:, gidx], gidx, g_roles, mask=_visible(model.attention(gidx, g_roles)))
                 self.prefix = KVCache(kvs, room=len(self.columns))
                 self.roles = torch.cat([g_roles, self.roles], dim=1)
-            self.mask = model.attention(self.columns, self.roles)  # the same at every step
+            self.mask = _visible(model.attention(self.columns, self.roles))  # the same at every step
 
     def segment(self, sl: slice) -> slice:
         """A canvas slice (of TARGET positions when cached) -> the same positions in a call's output."""
@@ -70,6 +70,12 @@ class ConditionCache:
         if not self.cached:
             return self.model(x, self.pos_roles)
         return self.model.run(x[:, self.columns], self.columns, self.roles, prefix=self.prefix, mask=self.mask)[0]
+
+
+def _visible(mask: torch.Tensor) -> torch.Tensor | None:
+    """None for a mask that hides nothing (decided once per decode, not in the backbone's forward,
+    where the check would cost a device sync every training step)."""
+    return None if bool(mask.all()) else mask
 
 
 def _gumbel(shape, gens: list[torch.Generator], rows: torch.Tensor) -> torch.Tensor:

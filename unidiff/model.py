@@ -154,16 +154,14 @@ class Backbone(nn.Module):
 
     def attention(self, positions, pos_roles, prefix_positions=None):
         """The attention mask of a :meth:`run` over ``positions`` (after a prefix at
-        ``prefix_positions``, whose roles come first in ``pos_roles``): (B, queries, keys) bool,
-        or None where it hides nothing (attention then takes its unmasked, faster path)."""
+        ``prefix_positions``, whose roles come first in ``pos_roles``): (B, queries, keys) bool."""
         if not self.cfg.causal:
             mask = attention_mask(pos_roles)
         elif prefix_positions is None:
             mask = attention_mask(pos_roles, causal=True, positions=positions)
         else:
             mask = attention_mask(pos_roles, causal=True, positions=torch.cat([prefix_positions, positions]))
-        mask = mask[:, -positions.shape[0] :]
-        return None if bool(mask.all()) else mask
+        return mask[:, -positions.shape[0] :]
 
     def run(self, tokens, positions, pos_roles, prefix=None, prefix_positions=None, mask=_COMPUTE):
         """Transformer over a subset of canvas positions.  ``prefix``: a :class:`KVCache` of positions
@@ -171,7 +169,8 @@ class Backbone(nn.Module):
         first in ``pos_roles``.  Returns final hidden states and the per-layer (k, v) of this run.
         A causal backbone ranks keys by canvas position, so with a prefix it also needs the
         prefix's canvas indices, ``prefix_positions``.  ``mask``: :meth:`attention` of these
-        arguments, for a caller that runs them many times (a decoder, once per step)."""
+        arguments, for a caller that runs them many times (a decoder, once per step), or None for
+        no mask at all (where it would hide nothing: attention then takes its unmasked path)."""
         if self.cfg.causal and prefix is not None and prefix_positions is None:
             raise ValueError("a causal backbone with a prefix needs prefix_positions (the prefix's canvas indices)")
         if mask is _COMPUTE:
