@@ -164,7 +164,11 @@ def decode(
         idx = (roles[:, s] == Role.TARGET).nonzero().squeeze(1).cpu()
         if idx.numel():
             targets.append((seg.modality, spec.slices[seg.modality], slice(None) if idx.numel() == B else idx, idx))
-    n0 = {m: todo[:, sl].sum(1) for m, sl, _, _ in targets}
+    # per segment, once: its output head and, for the fixed schedule, how many of its tokens stay
+    # masked after each step (gamma of the step's t times the segment's initial count)
+    heads = {m: model.output_head(m) for m, _, _, _ in targets}
+    keep_frac = mask_fraction(schedule, 1.0 - torch.arange(1, steps + 1, dtype=torch.float64) / steps)
+    keep = {m: torch.floor(todo[rows, sl].sum(1).double().unsqueeze(0) * keep_frac.to(dev).unsqueeze(1)).long() for m, sl, rows, _ in targets}
     out_sl = {m: (forward.segment(sl), uncond.segment(sl) if uncond is not None else None) for m, sl, _, _ in targets}
     budget = torch.full((B,), remask_budget if remask is not None else 0, device=dev)
     nfe = taken = n_remasked = 0
@@ -176,11 +180,10 @@ def decode(
         hidden = forward(x)
         hidden_u = uncond(x) if uncond is not None else None
         nfe += 1 if uncond is None else 2
-        keep_frac = mask_fraction(schedule, torch.tensor(1.0 - (k + 1) / steps, dtype=torch.float64))
         for m, sl, rows, idx in targets:
-            logits = model.logits(hidden[rows, out_sl[m][0]], m).float()
+            logits = model.logits(hidden[rows, out_sl[m][0]], m, heads[m]).float()
             if hidden_u is not None:
-                logits = logits + cfg_scale * (logits - model.logits(hidden_u[rows, out_sl[m][1]], m).float())
+                logits = logits + cfg_scale * (logits - model.logits(hidden_u[rows, out_sl[m][1]], m, heads[m]).float())
             logp = torch.log_softmax(logits, -1)
             ids = model.output_ids(m)
             seg_x, masked = x[rows, sl], todo[rows, sl]
@@ -208,13 +211,14 @@ def decode(
             elif threshold is not None:
                 n_commit = ((conf.exp() > threshold) & masked).sum(1)
             else:
-                n_commit = n_masked - torch.floor(n0[m][rows].double() * keep_frac).long()
+                n_commit = n_masked - keep[m][k]
             n_commit = torch.minimum(torch.clamp(n_commit, min=1), n_masked)
             if noise_scale > 0:
                 conf = conf + noise_scale * (1.0 - (k + 1) / steps) * _gumbel(conf.shape, gens, idx).to(dev)
             conf = conf.masked_fill(~masked, float("-inf"))
-            rank = torch.argsort(torch.argsort(conf, dim=1, descending=True, stable=True), dim=1, stable=True)
-            commit = masked & (rank < n_commit.unsqueeze(1))
+            # the n_commit most confident masked tokens (ties: lower position first)
+            order = torch.argsort(conf, dim=1, descending=True, stable=True)
+            commit = masked & torch.zeros_like(masked).scatter_(1, order, torch.arange(conf.shape[1], device=dev) < n_commit.unsqueeze(1))
             seg_x = torch.where(commit, ids[pick], torch.where(masked, mask_ids[sl], seg_x))
             masked = masked & ~commit
             if m == "text" and elastic:

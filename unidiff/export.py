@@ -43,3 +43,35 @@ class ExportBundle(Callback):
             metrics.update(dm.evaluate(load_bundle(path, device=str(pl_module.device))))
             write_json_atomic(path / "metrics.json", metrics)
         rank_zero_info(f"bundle written to {path}\n{json.dumps(metrics, indent=2, sort_keys=True)}")
+
+
+class EvaluateTasks(Callback):
+    """Runs the data module's task evaluation on the current EMA weights every ``every_n_steps``
+    training steps and logs it (``task/<metric>``), so a curve shows *when* a task is learnt
+    (token accuracy can look fine long before, e.g., a policy binds its instruction to an object).
+
+    Args:
+        every_n_steps: evaluation period in optimizer steps.
+    """
+
+    def __init__(self, every_n_steps: int = 1000) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step % self.every_n_steps or step == 0 or step >= (trainer.max_steps or -1) > 0:
+            return  # the last step is evaluated by ExportBundle on the exported bundle
+        import copy
+
+        from unidiff.bundle import Unidiff
+
+        net = copy.deepcopy(pl_module.net)
+        net.load_state_dict(pl_module.ema_state_dict())
+        model = Unidiff(net.eval(), trainer.datamodule.tokenizers(), {}, {}, Path(trainer.default_root_dir))
+        metrics = trainer.datamodule.evaluate(model)
+        numbers = {f"task/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        for logger in trainer.loggers:  # straight to the loggers: log_every_n_steps must not drop them
+            logger.log_metrics(numbers, step=step)
+        rank_zero_info(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items()) if isinstance(v, float)))

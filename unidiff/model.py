@@ -200,7 +200,12 @@ class Backbone(nn.Module):
         out[:, idx] = h
         return out
 
-    def logits(self, hidden: torch.Tensor, modality: str) -> torch.Tensor:
-        """Hidden states of ``modality`` positions -> logits over that modality's output ids only."""
+    def output_head(self, modality: str) -> torch.Tensor:
+        """(n_ids, width) output weights of ``modality``'s ids (a decoder takes it once per call)."""
         weight = self.tok_emb.weight if self.head is None else self.head.weight
-        return hidden @ weight[self.output_ids(modality)].T
+        return weight[self.output_ids(modality)]
+
+    def logits(self, hidden: torch.Tensor, modality: str, head: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states of ``modality`` positions -> logits over that modality's output ids only.
+        ``head``: :meth:`output_head` of the modality, when the caller already holds it."""
+        return hidden @ (self.output_head(modality) if head is None else head).T

@@ -95,3 +95,51 @@ def test_fit_command_leaves_a_checkpoint_and_a_bundle(tmp_path):
     assert list(tmp_path.rglob("*.ckpt"))
     assert (tmp_path / "bundle" / "model.safetensors").is_file()
     assert "synthetic.caption.exact_match" in (tmp_path / "bundle" / "metrics.json").read_text()
+
+
+class RecordingData(CopyData):
+    """Records what EvaluateTasks hands to ``evaluate``: the step and the weights it saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = []
+
+    def evaluate(self, model) -> dict:
+        self.calls.append({k: v.clone() for k, v in model.net.state_dict().items()})
+        return {"copy.score": float(len(self.calls)), "copy.note": "not a number, not logged"}
+
+
+def test_evaluate_tasks_runs_on_ema_weights_every_n_steps(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    from unidiff.export import EvaluateTasks
+
+    class Snap(L.Callback):  # the EMA weights right after each step, as EvaluateTasks sees them
+        def __init__(self):
+            self.ema = {}
+
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            self.ema[trainer.global_step] = pl_module.ema_state_dict()
+
+    L.seed_everything(0)
+    dm, snap, module = RecordingData(), Snap(), _module()
+    trainer = L.Trainer(default_root_dir=tmp_path, max_steps=6, logger=CSVLogger(tmp_path), enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[snap, EvaluateTasks(every_n_steps=2)])
+    trainer.fit(module, datamodule=dm)
+    assert len(dm.calls) == 2  # steps 2 and 4; the last step is left to ExportBundle
+    for got, step in zip(dm.calls, (2, 4)):
+        for name, value in snap.ema[step].items():
+            assert torch.equal(got[name], value), name
+    assert not all(torch.equal(a, b) for a, b in zip(dm.calls[-1].values(), module.net.state_dict().values()))  # EMA, not live weights
+    import csv
+
+    rows = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
+    logged = [float(r["task/copy.score"]) for r in rows if r.get("task/copy.score")]
+    assert logged == [1.0, 2.0]
+
+
+def test_evaluate_tasks_rejects_a_bad_period():
+    from unidiff.export import EvaluateTasks
+
+    with pytest.raises(ValueError, match="every_n_steps"):
+        EvaluateTasks(every_n_steps=0)
