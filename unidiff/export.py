@@ -1,13 +1,15 @@
-"""End-of-training export: the bundle (EMA weights) plus the data module's task evaluation."""
+"""End-of-training export (the bundle of EMA weights plus the data module's task evaluation), and the
+same task evaluation during training."""
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
-from unidiff.bundle import load_bundle, save_bundle, write_json_atomic
+from unidiff.bundle import Unidiff, load_bundle, save_bundle, write_json_atomic
 
 
 class ExportBundle(Callback):
@@ -61,12 +63,9 @@ class EvaluateTasks(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
-        if step % self.every_n_steps or step == 0 or step >= (trainer.max_steps or -1) > 0:
-            return  # the last step is evaluated by ExportBundle on the exported bundle
-        import copy
-
-        from unidiff.bundle import Unidiff
-
+        last = trainer.max_steps > 0 and step >= trainer.max_steps  # ExportBundle evaluates that one
+        if step % self.every_n_steps or step == 0 or last or not trainer.is_global_zero:
+            return
         net = copy.deepcopy(pl_module.net)
         net.load_state_dict(pl_module.ema_state_dict())
         model = Unidiff(net.eval(), trainer.datamodule.tokenizers(), {}, {}, Path(trainer.default_root_dir))
