@@ -74,6 +74,7 @@ def _decode_group(model: Backbone, x: torch.Tensor, pr: torch.Tensor, gens: list
     # from this rank on only text is left: once every row has ended, the rest is [PAD]
     text_tail = len(mods) - next((i for i, m in enumerate(reversed(mods)) if m != "text"), len(mods))
     rows = torch.arange(x.shape[0])
+    heads = {m: model.output_head(m) for m in set(mods)}  # once per call, as the diffusion decoder does
     h, kvs = model.run(x[:, gidx], gidx, pr[:, gidx])
     prefix = KVCache(kvs, room=len(tidx))
     seen, seen_roles, prev = gidx, pr[:, gidx], h[:, -1]
@@ -81,7 +82,7 @@ def _decode_group(model: Backbone, x: torch.Tensor, pr: torch.Tensor, gens: list
     nfe = 1
     for r, (p, m) in enumerate(zip(tidx.tolist(), mods)):
         todo = x[:, p] == mask_ids[p]
-        logits = model.logits(prev, m).float()
+        logits = model.logits(prev, m, heads[m]).float()
         if temperature > 0:
             pick = (logits / temperature + _gumbel(logits.shape, gens, rows).to(dev)).argmax(-1)
         else:

@@ -141,8 +141,8 @@ def test_kv_cached_decoding_equals_full_recompute(spec, ar_net, random_sample, t
 def test_early_stop_at_eos_saves_forwards(spec, ar_net, random_sample):
     logits = ar_net.logits  # make [EOS] the twin's favourite text token
 
-    def eos_first(hidden, modality):
-        out = logits(hidden, modality)
+    def eos_first(hidden, modality, head=None):
+        out = logits(hidden, modality, head)
         return out + 100.0 * (ar_net.output_ids(modality) == EOS_ID) if modality == "text" else out
 
     ar_net.logits = eos_first
