@@ -73,4 +73,4 @@ class EvaluateTasks(Callback):
         numbers = {f"task/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         for logger in trainer.loggers:  # straight to the loggers: log_every_n_steps must not drop them
             logger.log_metrics(numbers, step=step)
-        rank_zero_info(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items()) if isinstance(v, float)))
+        rank_zero_info(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(numbers.items())))
