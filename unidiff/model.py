@@ -84,9 +84,17 @@ class SelfAttention(nn.Module):
         self.k_norm = RmsNorm(dim // heads)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x, mask, attend=None):
+    def _qkv(self, x):
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
-        q, k = self.q_norm(q), self.k_norm(k)
+        return self.q_norm(q), self.k_norm(k), v
+
+    def kv(self, x):
+        """Keys and values only (what a cache keeps of a layer nothing later reads the output of)."""
+        _, k, v = self._qkv(x)
+        return k, v
+
+    def forward(self, x, mask, attend=None):
+        q, k, v = self._qkv(x)
         kv = (k, v)
         if attend is not None:
             k, v = attend(k, v)
@@ -108,6 +116,9 @@ class Block(nn.Module):
         a, kv = self.attn(self.norm1(x), mask, attend)
         x = x + a
         return x + self.mlp(self.norm2(x)), kv
+
+    def kv(self, x):
+        return self.attn.kv(self.norm1(x))
 
 
 _COMPUTE = object()  # run(mask=...) not given: compute it (None is a valid mask: nothing hidden)
@@ -163,14 +174,16 @@ class Backbone(nn.Module):
             mask = attention_mask(pos_roles, causal=True, positions=torch.cat([prefix_positions, positions]))
         return mask[:, -positions.shape[0] :]
 
-    def run(self, tokens, positions, pos_roles, prefix=None, prefix_positions=None, mask=_COMPUTE):
+    def run(self, tokens, positions, pos_roles, prefix=None, prefix_positions=None, mask=_COMPUTE, hidden=True):
         """Transformer over a subset of canvas positions.  ``prefix``: a :class:`KVCache` of positions
         computed earlier (the cached condition) that these positions may attend to; their roles come
         first in ``pos_roles``.  Returns final hidden states and the per-layer (k, v) of this run.
         A causal backbone ranks keys by canvas position, so with a prefix it also needs the
         prefix's canvas indices, ``prefix_positions``.  ``mask``: :meth:`attention` of these
         arguments, for a caller that runs them many times (a decoder, once per step), or None for
-        no mask at all (where it would hide nothing: attention then takes its unmasked path)."""
+        no mask at all (where it would hide nothing: attention then takes its unmasked path).
+        ``hidden=False``: only the keys/values are wanted (a cache of positions whose outputs nobody
+        reads), so the last layer stops at its keys/values and the hidden states returned are None."""
         if self.cfg.causal and prefix is not None and prefix_positions is None:
             raise ValueError("a causal backbone with a prefix needs prefix_positions (the prefix's canvas indices)")
         if mask is _COMPUTE:
@@ -178,7 +191,13 @@ class Backbone(nn.Module):
         x = self.embed(tokens, positions)
         kvs = []
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, mask, None if prefix is None else partial(prefix.attend, i))
+            attend = None if prefix is None else partial(prefix.attend, i)
+            if not hidden and i == len(self.blocks) - 1:
+                kv = block.kv(x)
+                if attend is not None:
+                    attend(*kv)
+                return None, kvs + [kv]
+            x, kv = block(x, mask, attend)
             kvs.append(kv)
         return self.norm(x), kvs
 

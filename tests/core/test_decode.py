@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from unidiff.canvas import Role, prompt_canvas
+from unidiff.canvas import Role, position_roles, prompt_canvas
 from unidiff.decode import decode
 from unidiff.vocab import EOS_ID, PAD_ID
 
@@ -71,6 +71,18 @@ def test_condition_cache_gives_identical_tokens(spec, net, random_sample, kw):
     a = decode(net, tokens, roles, steps=5, cache=True, seeds=3, **kw)
     b = decode(net, tokens, roles, steps=5, cache=False, seeds=3, **kw)
     assert torch.equal(a.tokens, b.tokens) and a.nfe == b.nfe
+
+
+def test_keys_values_only_run_matches_the_full_run(spec, net, random_sample):
+    """The condition cache is built with run(hidden=False), which skips the last layer's output."""
+    tokens, roles = prompt_canvas(spec, _prompts(spec, 3, random_sample), ("action",))
+    pos = torch.arange(spec.length)
+    pos_roles = position_roles(spec, roles)
+    h, full = net.run(tokens, pos, pos_roles)
+    none, only = net.run(tokens, pos, pos_roles, hidden=False)
+    assert h is not None and none is None and len(only) == len(full) == len(net.blocks)
+    for (k, v), (k2, v2) in zip(full, only):
+        assert torch.equal(k, k2) and torch.equal(v, v2)
 
 
 def test_threshold_commit_adapts_the_number_of_steps(spec, net, random_sample):
