@@ -182,22 +182,21 @@ class Backbone(nn.Module):
         prefix's canvas indices, ``prefix_positions``.  ``mask``: :meth:`attention` of these
         arguments, for a caller that runs them many times (a decoder, once per step), or None for
         no mask at all (where it would hide nothing: attention then takes its unmasked path).
-        ``hidden=False``: only the keys/values are wanted (a cache of positions whose outputs nobody
-        reads), so the last layer stops at its keys/values and the hidden states returned are None."""
+        ``hidden=False`` (no prefix): only the keys/values are wanted (a new cache of positions whose
+        outputs nobody reads), so the last layer stops at its keys/values and the hidden states
+        returned are None."""
         if self.cfg.causal and prefix is not None and prefix_positions is None:
             raise ValueError("a causal backbone with a prefix needs prefix_positions (the prefix's canvas indices)")
+        if not hidden and prefix is not None:
+            raise ValueError("hidden=False computes the keys/values of a new cache; it takes no prefix")
         if mask is _COMPUTE:
             mask = self.attention(positions, pos_roles, prefix_positions if prefix is not None else None)
         x = self.embed(tokens, positions)
         kvs = []
         for i, block in enumerate(self.blocks):
-            attend = None if prefix is None else partial(prefix.attend, i)
             if not hidden and i == len(self.blocks) - 1:
-                kv = block.kv(x)
-                if attend is not None:
-                    attend(*kv)
-                return None, kvs + [kv]
-            x, kv = block(x, mask, attend)
+                return None, kvs + [block.kv(x)]
+            x, kv = block(x, mask, None if prefix is None else partial(prefix.attend, i))
             kvs.append(kv)
         return self.norm(x), kvs
 
