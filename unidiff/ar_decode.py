@@ -14,12 +14,12 @@ from __future__ import annotations
 import torch
 
 from unidiff.canvas import Role, position_roles
-from unidiff.decode import DecodeOutput, _gumbel
+from unidiff.decode import DecodeOutput, _gumbel, inference
 from unidiff.model import Backbone, KVCache
 from unidiff.vocab import EOS_ID, MODALITIES, PAD_ID
 
 
-@torch.no_grad()
+@inference
 def ar_decode(
     model: Backbone,
     tokens: torch.Tensor,

@@ -15,7 +15,8 @@ independently, so a sample decodes to the same tokens whatever batch it is in.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -31,6 +32,20 @@ class DecodeOutput:
     nfe: int  # network function evaluations (forward passes; CFG costs two per step)
     steps: int  # decoding steps taken
     remasked: int = 0  # tokens sent back to [MASK] by remasking, over the batch
+
+
+def inference(decoder):
+    """Run ``decoder`` under ``torch.inference_mode`` -- less per-operator bookkeeping than
+    ``no_grad``, which counts at batch 1 where each step is many small operators -- and return its
+    tokens as an ordinary tensor (an inference tensor could not be written to afterwards)."""
+
+    @functools.wraps(decoder)
+    def run(*args, **kwargs) -> DecodeOutput:
+        with torch.inference_mode():
+            out = decoder(*args, **kwargs)
+        return replace(out, tokens=out.tokens.clone())
+
+    return run
 
 
 class ConditionCache:
@@ -103,7 +118,7 @@ def _validate(steps, schedule, temperature, noise_scale, cfg_scale, threshold, r
     return seeds
 
 
-@torch.no_grad()
+@inference
 def decode(
     model: Backbone,
     tokens: torch.Tensor,

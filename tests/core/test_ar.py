@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from unidiff.ar_decode import ar_decode
 from unidiff.canvas import Role, attention_mask, position_roles, prompt_canvas
+from unidiff.decode import decode
 from unidiff.model import Backbone, BackboneConfig, KVCache
 from unidiff.objective import autoregressive_loss
 from unidiff.train import UnidiffModule
@@ -199,3 +200,12 @@ def test_module_objective_switch_trains_the_twin_on_the_same_noise_roles(spec, r
     torch.testing.assert_close(out["loss"], autoregressive_loss(module.net, batch.tokens, nb.pos_roles)["loss"])
     with pytest.raises(ValueError, match="objective must be"):
         UnidiffModule(objective="causal")
+
+
+def test_decoded_tokens_are_ordinary_writable_tensors(spec, net, ar_net, random_sample):
+    """Decoders run under inference_mode but must not hand inference tensors to the caller."""
+    g = torch.Generator().manual_seed(0)
+    tokens, roles = prompt_canvas(spec, [{"text": random_sample(spec, g)["text"]} for _ in range(2)], ("image",))
+    for out in (decode(net, tokens, roles, steps=3), ar_decode(ar_net, tokens, roles)):
+        assert not out.tokens.is_inference()
+        out.tokens[0, 0] = out.tokens[0, 0]  # raises for an inference tensor outside inference mode
