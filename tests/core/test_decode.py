@@ -3,6 +3,7 @@ import torch
 
 from unidiff.canvas import Role, position_roles, prompt_canvas
 from unidiff.decode import decode
+from unidiff.model import KVCache
 from unidiff.vocab import EOS_ID, PAD_ID
 
 
@@ -83,6 +84,8 @@ def test_keys_values_only_run_matches_the_full_run(spec, net, random_sample):
     assert h is not None and none is None and len(only) == len(full) == len(net.blocks)
     for (k, v), (k2, v2) in zip(full, only):
         assert torch.equal(k, k2) and torch.equal(v, v2)
+    with pytest.raises(ValueError, match="no prefix"):
+        net.run(tokens, pos, pos_roles, prefix=KVCache(full, room=1), hidden=False)
 
 
 def test_threshold_commit_adapts_the_number_of_steps(spec, net, random_sample):
