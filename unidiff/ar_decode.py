@@ -75,7 +75,7 @@ def _decode_group(model: Backbone, x: torch.Tensor, pr: torch.Tensor, gens: list
     text_tail = len(mods) - next((i for i, m in enumerate(reversed(mods)) if m != "text"), len(mods))
     rows = torch.arange(x.shape[0])
     heads = {m: model.output_head(m) for m in set(mods)}  # once per call, as the diffusion decoder does
-    h, kvs = model.run(x[:, gidx], gidx, pr[:, gidx])
+    h, kvs = model.run(x[:, gidx], gidx, pr[:, gidx], outputs=1)  # only the last position predicts
     prefix = KVCache(kvs, room=len(tidx))
     seen, seen_roles, prev = gidx, pr[:, gidx], h[:, -1]
     ended = torch.zeros(x.shape[0], dtype=torch.bool, device=dev)

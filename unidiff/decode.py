@@ -68,7 +68,7 @@ class ConditionCache:
             self.prefix, self.roles = None, pos_roles[:, self.columns]
             if gidx.numel():
                 g_roles = pos_roles[:, gidx]
-                _, kvs = model.run(tokens[:, gidx], gidx, g_roles, mask=_visible(model.attention(gidx, g_roles)), hidden=False)
+                _, kvs = model.run(tokens[:, gidx], gidx, g_roles, mask=_visible(model.attention(gidx, g_roles)), outputs=0)
                 self.prefix = KVCache(kvs, room=len(self.columns))
                 self.roles = torch.cat([g_roles, self.roles], dim=1)
             self.mask = _visible(model.attention(self.columns, self.roles))  # the same at every step

@@ -93,9 +93,12 @@ class SelfAttention(nn.Module):
         _, k, v = self._qkv(x)
         return k, v
 
-    def forward(self, x, mask, attend=None):
+    def forward(self, x, mask, attend=None, outputs=None):
+        """``outputs``: only the last this many positions query (all of them still give keys/values)."""
         q, k, v = self._qkv(x)
         kv = (k, v)
+        if outputs is not None:
+            q, mask = q[:, :, -outputs:], None if mask is None else mask[:, -outputs:]
         if attend is not None:
             k, v = attend(k, v)
         out = F.scaled_dot_product_attention(
@@ -112,13 +115,13 @@ class Block(nn.Module):
         self.norm2 = RmsNorm(cfg.width)
         self.mlp = Mlp(cfg.width, int(cfg.width * cfg.mlp_ratio), act_layer=nn.GELU, drop=cfg.dropout)
 
-    def forward(self, x, mask, attend=None):
-        a, kv = self.attn(self.norm1(x), mask, attend)
-        x = x + a
+    def forward(self, x, mask, attend=None, outputs=None):
+        """-> (hidden states of the last ``outputs`` positions (None: all; 0: none), (keys, values))."""
+        if outputs == 0:
+            return x[:, :0], self.attn.kv(self.norm1(x))
+        a, kv = self.attn(self.norm1(x), mask, attend, outputs)
+        x = (x if outputs is None else x[:, -outputs:]) + a
         return x + self.mlp(self.norm2(x)), kv
-
-    def kv(self, x):
-        return self.attn.kv(self.norm1(x))
 
 
 _COMPUTE = object()  # run(mask=...) not given: compute it (None is a valid mask: nothing hidden)
@@ -174,7 +177,7 @@ class Backbone(nn.Module):
             mask = attention_mask(pos_roles, causal=True, positions=torch.cat([prefix_positions, positions]))
         return mask[:, -positions.shape[0] :]
 
-    def run(self, tokens, positions, pos_roles, prefix=None, prefix_positions=None, mask=_COMPUTE, hidden=True):
+    def run(self, tokens, positions, pos_roles, prefix=None, prefix_positions=None, mask=_COMPUTE, outputs=None):
         """Transformer over a subset of canvas positions.  ``prefix``: a :class:`KVCache` of positions
         computed earlier (the cached condition) that these positions may attend to; their roles come
         first in ``pos_roles``.  Returns final hidden states and the per-layer (k, v) of this run.
@@ -182,21 +185,23 @@ class Backbone(nn.Module):
         prefix's canvas indices, ``prefix_positions``.  ``mask``: :meth:`attention` of these
         arguments, for a caller that runs them many times (a decoder, once per step), or None for
         no mask at all (where it would hide nothing: attention then takes its unmasked path).
-        ``hidden=False`` (no prefix): only the keys/values are wanted (a new cache of positions whose
-        outputs nobody reads), so the last layer stops at its keys/values and the hidden states
-        returned are None."""
+        ``outputs``: return the hidden states of only the last this many positions (None: all), so
+        the last layer computes queries and MLP for those alone -- an AR prefill reads only its last
+        position; ``outputs=0`` (no prefix) wants only the keys/values, a new cache of positions
+        whose outputs nobody reads, and the last layer stops there."""
         if self.cfg.causal and prefix is not None and prefix_positions is None:
             raise ValueError("a causal backbone with a prefix needs prefix_positions (the prefix's canvas indices)")
-        if not hidden and prefix is not None:
-            raise ValueError("hidden=False computes the keys/values of a new cache; it takes no prefix")
+        if outputs is not None and not 0 <= outputs <= len(positions):
+            raise ValueError(f"outputs must be in [0, {len(positions)}] (the positions run) or None, got {outputs}")
+        if outputs == 0 and prefix is not None:
+            raise ValueError("outputs=0 computes the keys/values of a new cache; it takes no prefix")
         if mask is _COMPUTE:
             mask = self.attention(positions, pos_roles, prefix_positions if prefix is not None else None)
         x = self.embed(tokens, positions)
         kvs = []
         for i, block in enumerate(self.blocks):
-            if not hidden and i == len(self.blocks) - 1:
-                return None, kvs + [block.kv(x)]
-            x, kv = block(x, mask, None if prefix is None else partial(prefix.attend, i))
+            last = i == len(self.blocks) - 1
+            x, kv = block(x, mask, None if prefix is None else partial(prefix.attend, i), outputs if last else None)
             kvs.append(kv)
         return self.norm(x), kvs
 

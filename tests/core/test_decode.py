@@ -74,18 +74,23 @@ def test_condition_cache_gives_identical_tokens(spec, net, random_sample, kw):
     assert torch.equal(a.tokens, b.tokens) and a.nfe == b.nfe
 
 
-def test_keys_values_only_run_matches_the_full_run(spec, net, random_sample):
-    """The condition cache is built with run(hidden=False), which skips the last layer's output."""
+def test_run_of_fewer_outputs_matches_the_full_run(spec, net, random_sample):
+    """run(outputs=n) computes the last layer's queries for the last n positions only: the condition
+    cache is built with outputs=0 (keys/values alone), the AR twin's prefill with outputs=1."""
     tokens, roles = prompt_canvas(spec, _prompts(spec, 3, random_sample), ("action",))
     pos = torch.arange(spec.length)
     pos_roles = position_roles(spec, roles)
     h, full = net.run(tokens, pos, pos_roles)
-    none, only = net.run(tokens, pos, pos_roles, hidden=False)
-    assert h is not None and none is None and len(only) == len(full) == len(net.blocks)
-    for (k, v), (k2, v2) in zip(full, only):
-        assert torch.equal(k, k2) and torch.equal(v, v2)
+    for n in (0, 1, 5):
+        h_n, kvs = net.run(tokens, pos, pos_roles, outputs=n)
+        assert h_n.shape == (3, n, h.shape[-1]) and len(kvs) == len(full) == len(net.blocks)
+        torch.testing.assert_close(h_n, h[:, spec.length - n :], rtol=0, atol=1e-5)
+        for (k, v), (k2, v2) in zip(full, kvs):
+            assert torch.equal(k, k2) and torch.equal(v, v2)
     with pytest.raises(ValueError, match="no prefix"):
-        net.run(tokens, pos, pos_roles, prefix=KVCache(full, room=1), hidden=False)
+        net.run(tokens, pos, pos_roles, prefix=KVCache(full, room=1), outputs=0)
+    with pytest.raises(ValueError, match="outputs must be in"):
+        net.run(tokens, pos, pos_roles, outputs=spec.length + 1)
 
 
 def test_threshold_commit_adapts_the_number_of_steps(spec, net, random_sample):
