@@ -32,8 +32,8 @@ class BackboneConfig:
     causal: bool = False
     tie_embeddings: bool = False  # untied learned faster on the synthetic world (image codes are inputs and outputs)
     # init std of the token, modality and 2-D position embeddings (linear layers: 0.02).  At 0.02
-    # the synthetic policy bound its instruction to an object after ~1,000 to ~3,500 steps
-    # depending on the initial draw; at 0.1 by ~1,000 (README, "The synthetic world").
+    # the synthetic policy bound its instruction to an object after ~1,500 to ~3,500 steps
+    # depending on the initial draw; at 0.1 after ~1,000 to ~2,000 (three seeds; README).
     embed_std: float = 0.1
 
     def __post_init__(self) -> None:
