@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from unidiff.canvas import Role, position_roles
-from unidiff.decode import DecodeOutput, _gumbel, inference
+from unidiff.decode import DecodeOutput, _gumbel, _visible, inference
 from unidiff.model import Backbone, KVCache
 from unidiff.vocab import EOS_ID, MODALITIES, PAD_ID
 
@@ -26,6 +26,7 @@ def ar_decode(
     roles: torch.Tensor,
     *,
     temperature: float = 0.0,
+    compile: bool = False,
     seeds: int | list[int] = 0,
 ) -> DecodeOutput:
     """Fill every [MASK_*] position of the TARGET segments, left to right in rank order.
@@ -37,6 +38,7 @@ def ar_decode(
         roles: (B, S) per-segment roles; every row needs a GIVEN segment (it predicts the first
             target token).  Rows with different roles are decoded as separate groups.
         temperature: sampling temperature (0 = greedy).
+        compile: run the backbone through ``torch.compile``, as :func:`~unidiff.decode.decode` does.
         seeds: one seed per sample, or an int ``s`` meaning ``s, s+1, ...``.
     """
     if not model.cfg.causal:
@@ -54,15 +56,16 @@ def ar_decode(
     nfe = 0
     for g in group.unique().tolist():
         rows = (group == g).nonzero().squeeze(1)
-        x_g, n = _decode_group(model, x[rows.to(x.device)], pos_roles[rows.to(x.device)], [gens[i] for i in rows.tolist()], temperature)
+        x_g, n = _decode_group(model, x[rows.to(x.device)], pos_roles[rows.to(x.device)], [gens[i] for i in rows.tolist()], temperature, compile)
         x[rows.to(x.device)] = x_g
         nfe += n
     return DecodeOutput(x, nfe, nfe)
 
 
-def _decode_group(model: Backbone, x: torch.Tensor, pr: torch.Tensor, gens: list, temperature: float) -> tuple[torch.Tensor, int]:
-    """Decode rows that share one role pattern; returns the filled rows and the forward passes."""
-    spec, dev = model.spec, x.device
+def _decode_group(model: Backbone, x: torch.Tensor, pr: torch.Tensor, gens: list, temperature: float, compiled: bool) -> tuple[torch.Tensor, int]:
+    """Decode rows that share one role pattern; returns the filled rows and the forward passes.
+    Attention masks are computed here, outside the (maybe compiled) run."""
+    spec, dev, run = model.spec, x.device, model.runner(compiled)
     gidx = (pr[0] == Role.GIVEN).nonzero().squeeze(1)
     tidx = (pr[0] == Role.TARGET).nonzero().squeeze(1)
     if tidx.numel() == 0:
@@ -75,7 +78,8 @@ def _decode_group(model: Backbone, x: torch.Tensor, pr: torch.Tensor, gens: list
     text_tail = len(mods) - next((i for i, m in enumerate(reversed(mods)) if m != "text"), len(mods))
     rows = torch.arange(x.shape[0])
     heads = {m: model.output_head(m) for m in set(mods)}  # once per call, as the diffusion decoder does
-    h, kvs = model.run(x[:, gidx], gidx, pr[:, gidx], outputs=1)  # only the last position predicts
+    g_roles = pr[:, gidx]
+    h, kvs = run(x[:, gidx], gidx, g_roles, mask=_visible(model.attention(gidx, g_roles)), outputs=1)  # only the last position predicts
     prefix = KVCache(kvs, room=len(tidx))
     seen, seen_roles, prev = gidx, pr[:, gidx], h[:, -1]
     ended = torch.zeros(x.shape[0], dtype=torch.bool, device=dev)
@@ -101,7 +105,8 @@ def _decode_group(model: Backbone, x: torch.Tensor, pr: torch.Tensor, gens: list
             break
         pcol = tidx[r : r + 1]
         seen_roles = torch.cat([seen_roles, pr[:, pcol]], dim=1)
-        h, _ = model.run(x[:, pcol], pcol, seen_roles, prefix=prefix, prefix_positions=seen)
+        mask = _visible(model.attention(pcol, seen_roles, seen))
+        h, _ = run(x[:, pcol], pcol, seen_roles, prefix=prefix, prefix_positions=seen, mask=mask)
         prefix.keep()
         seen, prev = torch.cat([seen, pcol]), h[:, -1]
         nfe += 1

@@ -16,10 +16,13 @@ text-to-image scene accuracy (scene parser), and the policy's mean absolute acti
 scripted expert, in action units (lower is better).
 
 Each task names its quality metric and whether higher is better (``tasks`` in the JSON); quality
-deltas in ``ratios`` are signed so that positive means better.
+deltas in ``ratios`` are signed so that positive means better.  ``step_costs`` splits a batch-1
+decode into its network calls (cache build, cached step, full step), so a ratio can be explained.
+``--compile`` runs every variant, the AR twin included, through ``torch.compile``.
 
     unidiff bench --ckpt runs/synthetic-tiny/bundle --ar runs/synthetic-tiny-ar/bundle --out bench.json
     unidiff bench --ckpt runs/tabletop/bundle --out bench-tabletop.json
+    unidiff bench --ckpt runs/tabletop/bundle --compile --out bench-tabletop-compiled.json
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ import torch
 from unidiff.ar_decode import ar_decode
 from unidiff.bench_tasks import BenchTask, bench_tasks
 from unidiff.canvas import Role, position_roles, text_ids
-from unidiff.decode import DecodeOutput, decode
+from unidiff.decode import ConditionCache, DecodeOutput, decode
 
 DIFFUSION_VARIANTS = ("full", "cached", "cached+remask", "cached+threshold", "cached+threshold+remask")
 AR = "ar"
@@ -90,10 +93,11 @@ def measure(variants: dict[str, Callable[..., DecodeOutput]], task: BenchTask, b
     return cells, tokens
 
 
-def decoders(model, ar_model, steps: int, schedule: str, threshold: float, remask: float, remask_budget: int) -> dict[str, Callable]:
+def decoders(model, ar_model, steps: int, schedule: str, threshold: float, remask: float, remask_budget: int, compile: bool = False) -> dict[str, Callable]:
     """Variant name -> decoder(tokens, roles, seeds=...) with everything else fixed.  ``cached`` is
-    the fixed-schedule baseline the threshold variants are compared with (same step budget)."""
-    base = partial(decode, model, steps=steps, schedule=schedule)
+    the fixed-schedule baseline the threshold variants are compared with (same step budget).
+    ``compile``: every variant, the AR twin's too, runs its backbone through ``torch.compile``."""
+    base = partial(decode, model, steps=steps, schedule=schedule, compile=compile)
     out = {
         "full": partial(base, cache=False),
         "cached": partial(base, cache=True),
@@ -102,8 +106,33 @@ def decoders(model, ar_model, steps: int, schedule: str, threshold: float, remas
         "cached+threshold+remask": partial(base, threshold=threshold, remask=remask, remask_budget=remask_budget),
     }
     if ar_model is not None:
-        out[AR] = partial(ar_decode, ar_model)
+        out[AR] = partial(ar_decode, ar_model, compile=compile)
     return out
+
+
+def step_costs(model, task: BenchTask, compile: bool = False, repeats: int = 20) -> dict:
+    """Where a batch-1 decode's time goes, per network call (median ms over the task's first
+    prompts): building the condition cache, one cached step over the targets, one full step.
+    A decode is one build plus ``steps`` cached steps, or ``steps`` full steps, plus the
+    decoder's own bookkeeping (the same in both)."""
+
+    def timed(i: int) -> tuple[float, float, float]:
+        x = task.tokens[i : i + 1]
+        pos_roles = position_roles(model.spec, task.roles[i : i + 1])
+        full = ConditionCache(model, x, pos_roles, enabled=False, compiled=compile)
+        t0 = time.perf_counter()
+        cached = ConditionCache(model, x, pos_roles, compiled=compile)
+        t1 = time.perf_counter()
+        cached(x)
+        t2 = time.perf_counter()
+        full(x)
+        return t1 - t0, t2 - t1, time.perf_counter() - t2
+
+    with torch.inference_mode():
+        timed(0)  # warm-up (compiled: the compiles)
+        runs = [timed(i) for i in range(min(repeats, task.tokens.shape[0]))]
+    keys = ("cache_build_ms", "cached_step_ms", "full_step_ms")
+    return {k: 1000.0 * statistics.median(r[j] for r in runs) for j, k in enumerate(keys)}
 
 
 def describe_tasks(spec, tasks: list[BenchTask]) -> dict:
@@ -205,6 +234,8 @@ def table(report: dict) -> str:
                 if v == "cached":
                     extra += f" identical={report['cached_identical_to_full'][task][bs]}"
                 lines.append(f"{task:<8} {v:<24} {bs:>3} {c['ms_per_sample']:>10.2f} {c['tokens_per_s']:>9.0f} {c['nfe']:>6.2f} {c['quality']:>8.3f}  {extra.strip()}")
+    for task, c in report.get("step_costs", {}).items():
+        lines.append(f"{task} at B=1: cache build {c['cache_build_ms']:.2f} ms, cached step {c['cached_step_ms']:.2f} ms, full step {c['full_step_ms']:.2f} ms")
     if tasks:
         lines.append("quality: " + ", ".join(
             f"{t} {d['quality_metric']} ({'higher' if d['higher_is_better'] else 'lower'} is better; {d['given_tokens']:.0f} given -> {d['target_tokens']} target tokens)"
@@ -228,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, default=0.9)
     p.add_argument("--remask", type=float, default=0.3)
     p.add_argument("--remask-budget", type=int, default=2)
+    p.add_argument("--compile", action="store_true", help="run every decoder's backbone through torch.compile (each shape compiles once, in the untimed warm-up)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     if a.n < 1 or any(b < 1 or a.n % b for b in a.batch_sizes):
@@ -244,24 +276,26 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--ar and --ckpt have different canvases; the twin must be trained on the same data")
     tasks = bench_tasks(model, a.n)
     steps = a.steps or bundle_decode_steps(model)
-    variants = decoders(model.net, ar_model.net if ar_model else None, steps, a.schedule, a.threshold, a.remask, a.remask_budget)
+    variants = decoders(model.net, ar_model.net if ar_model else None, steps, a.schedule, a.threshold, a.remask, a.remask_budget, a.compile)
     report = {
         "ckpt": str(a.ckpt),
         "ar": a.ar,
         "device": "cpu",
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "compile": a.compile,
         "n_per_task": a.n,
         "batch_sizes": a.batch_sizes,
         "decode": {"steps": steps, "schedule": a.schedule, "threshold": a.threshold, "remask": a.remask, "remask_budget": a.remask_budget},
         "tasks": describe_tasks(model.spec, tasks),
     }
     report.update(run_bench(tasks, variants, a.batch_sizes, progress=not a.no_progress))
+    report["step_costs"] = {t.name: step_costs(model.net, t, a.compile) for t in tasks}
     report["ratios"] = ratios(report["results"], a.batch_sizes, report["tasks"])
     report["checks"] = checks(report)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(Path(a.out), report)
     print(table(report))
     print("checks: " + ", ".join(f"{k}={v}" for k, v in report["checks"].items()))
-    print(f"wrote {a.out} ({report['torch_threads']} torch threads)")
+    print(f"wrote {a.out} ({report['torch_threads']} torch threads{', compiled' if a.compile else ''})")
     return 0

@@ -82,6 +82,7 @@ def rollout_main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--video", default=None, help="directory for videos of the first episodes")
+    p.add_argument("--n-action-steps", type=int, default=None, help="actions executed from each chunk before re-planning (default: the whole chunk)")
     a = p.parse_args(argv)
     if a.episodes < 1:
         sys.exit("unidiff: --episodes must be >= 1")
@@ -90,8 +91,11 @@ def rollout_main(argv: list[str] | None = None) -> int:
         sys.exit(f"unidiff: bundle {a.ckpt} has no action segment; it cannot drive {a.env or 'an env'}")
     env = a.env or bundle_env_id(model)
     check_action_space(model, env)
+    horizon = model.spec.segment("action").rows
+    if a.n_action_steps is not None and not 1 <= a.n_action_steps <= horizon:
+        sys.exit(f"unidiff: --n-action-steps must be in [1, {horizon}] (this bundle's action chunk)")
     res = rollout_policy(model, env, a.episodes, steps=a.steps, seed=a.seed, image_size=bundle_image_size(model),
-                         workers=a.workers, video_dir=a.video)
+                         workers=a.workers, video_dir=a.video, n_action_steps=a.n_action_steps)
     print(json.dumps({k: v for k, v in res.items() if k != "per_episode"}, indent=2, default=str))
     return 0
 

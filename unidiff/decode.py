@@ -54,37 +54,38 @@ class ConditionCache:
     With ``enabled`` and a batch in which no column is GIVEN in one row and TARGET in another,
     the GIVEN columns run once (keys/values kept per layer) and every call runs only the TARGET
     columns against them -- the same numbers as a full pass up to float rounding, at a fraction
-    of the cost.  Otherwise every call is a full pass.  Calls return hidden states of the
-    positions in ``columns`` (all of the canvas, or its TARGET columns when cached).
+    of the cost.  Otherwise every call is a full pass over the columns present in some row.  The
+    columns and the attention mask are fixed once here, for both.  Calls return the hidden states
+    of ``columns``; :meth:`segment` finds a canvas segment among them.  ``compiled``: run through
+    :meth:`Backbone.runner`'s compiled run.
     """
 
-    def __init__(self, model: Backbone, tokens: torch.Tensor, pos_roles: torch.Tensor, enabled: bool = True) -> None:
-        self.model, self.pos_roles = model, pos_roles
+    def __init__(self, model: Backbone, tokens: torch.Tensor, pos_roles: torch.Tensor, enabled: bool = True, compiled: bool = False) -> None:
+        self.run = model.runner(compiled)
         given, target = (pos_roles == Role.GIVEN).any(0), (pos_roles == Role.TARGET).any(0)
         self.cached = enabled and not bool((given & target).any())
-        self.columns = torch.arange(tokens.shape[1], device=tokens.device)
-        if self.cached:
+        self.prefix = None
+        if not self.cached:
+            self.columns = (pos_roles != Role.ABSENT).any(0).nonzero().squeeze(1)  # ABSENT everywhere: no compute
+            self.roles = pos_roles[:, self.columns]
+        else:
             gidx, self.columns = given.nonzero().squeeze(1), target.nonzero().squeeze(1)
-            self.prefix, self.roles = None, pos_roles[:, self.columns]
+            self.roles = pos_roles[:, self.columns]
             if gidx.numel():
                 g_roles = pos_roles[:, gidx]
-                _, kvs = model.run(tokens[:, gidx], gidx, g_roles, mask=_visible(model.attention(gidx, g_roles)), outputs=0)
+                _, kvs = self.run(tokens[:, gidx], gidx, g_roles, mask=_visible(model.attention(gidx, g_roles)), outputs=0)
                 self.prefix = KVCache(kvs, room=len(self.columns))
                 self.roles = torch.cat([g_roles, self.roles], dim=1)
-            self.mask = _visible(model.attention(self.columns, self.roles))  # the same at every step
+        self.mask = _visible(model.attention(self.columns, self.roles))  # the same at every step
 
     def segment(self, sl: slice) -> slice:
-        """A canvas slice (of TARGET positions when cached) -> the same positions in a call's output."""
-        if not self.cached:
-            return sl
+        """A canvas slice -> the same positions in a call's output."""
         lo, hi = torch.searchsorted(self.columns, torch.tensor([sl.start, sl.stop], device=self.columns.device)).tolist()
         return slice(lo, hi)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L) canvas -> (B, len(columns), width) hidden states of ``columns``."""
-        if not self.cached:
-            return self.model(x, self.pos_roles)
-        return self.model.run(x[:, self.columns], self.columns, self.roles, prefix=self.prefix, mask=self.mask)[0]
+        return self.run(x[:, self.columns], self.columns, self.roles, prefix=self.prefix, mask=self.mask)[0]
 
 
 def _visible(mask: torch.Tensor) -> torch.Tensor | None:
@@ -134,6 +135,7 @@ def decode(
     remask_budget: int = 0,
     elastic: bool = True,
     cache: bool = True,
+    compile: bool = False,
     seeds: int | list[int] = 0,
 ) -> DecodeOutput:
     """Fill every [MASK_*] position of the TARGET segments.
@@ -155,6 +157,8 @@ def decode(
             prediction falls below this, at most ``remask_budget`` times per sample.
         elastic: once a text segment commits [EOS], fill the rest of it with [PAD].
         cache: compute the GIVEN part once (exact under the attention rule).
+        compile: run the backbone through ``torch.compile`` (:meth:`Backbone.runner`): each new
+            shape compiles once (seconds), later calls are faster; outputs equal up to float rounding.
         seeds: one seed per sample, or an int ``s`` meaning ``s, s+1, ...``.
     """
     spec = model.spec
@@ -167,11 +171,11 @@ def decode(
     mask_ids = spec.mask_ids.to(dev)
     todo = (pos_roles == Role.TARGET) & (x == mask_ids)
     generated = todo.clone()  # positions this call fills (candidates for remasking)
-    forward = ConditionCache(model, x, pos_roles, enabled=cache)
+    forward = ConditionCache(model, x, pos_roles, enabled=cache, compiled=compile)
     uncond = None
     if cfg_scale > 0:
         uncond_roles = torch.where(pos_roles == Role.GIVEN, torch.full_like(pos_roles, Role.ABSENT), pos_roles)
-        uncond = ConditionCache(model, x, uncond_roles, enabled=cache)
+        uncond = ConditionCache(model, x, uncond_roles, enabled=cache, compiled=compile)
     # per target segment: its modality, canvas slice, the rows where it is a target (a plain slice
     # when that is every row: views instead of gathers on the hot path) and their indices
     targets = []

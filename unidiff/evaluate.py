@@ -69,13 +69,14 @@ def decode_batched(model, given: str, values: list, target: str, *, steps: int, 
 
 
 def rollout_policy(model, env_id: str, episodes: int, *, steps: int, image_size: int, seed: int = 0,
-                   workers: int = 1, video_dir: str | None = None, n_videos: int = 2) -> dict:
+                   workers: int = 1, video_dir: str | None = None, n_videos: int = 2, n_action_steps: int | None = None) -> dict:
     """Seeded rollouts of the bundle's policy (episode i uses env seed ``EVAL_EPISODE_SEED + i``),
-    rendering at ``image_size``; returns :func:`unidiff.eval.evaluate_policy`'s result."""
+    rendering at ``image_size``; returns :func:`unidiff.eval.evaluate_policy`'s result.
+    ``n_action_steps``: actions executed from each chunk before re-planning (None: all)."""
     from unidiff.eval import evaluate_policy
 
     return evaluate_policy(
-        partial(make_policy, str(model.path), steps=steps, seed=seed),
+        partial(make_policy, str(model.path), steps=steps, seed=seed, n_action_steps=n_action_steps),
         env_id,
         episodes,
         start_seed=EVAL_EPISODE_SEED,

@@ -8,7 +8,7 @@ column) embeddings of their segment's grid, so images are 2-D and action chunks 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 
 import torch
 import torch.nn.functional as F
@@ -214,6 +214,16 @@ class Backbone(nn.Module):
             kvs.append(kv)
         return self.norm(x), kvs
 
+    def runner(self, compiled: bool = False):
+        """:meth:`run`, or (``compiled``) :meth:`run` through ``torch.compile``.
+
+        A decoding step at batch 1 is bound by the per-call cost of its many small operators; the
+        compiled run fuses each layer's norms, activations and reshapes into a few kernels.  It
+        compiles once per model, input shape and argument pattern (seconds on a CPU, the first
+        time each is seen), so it pays off for a decoder called many times with the same shapes
+        (a policy).  Nothing is stored on the module (a deep copy stays an independent model)."""
+        return partial(_compiled_run(), self) if compiled else self.run
+
     def forward(self, tokens: torch.Tensor, pos_roles: torch.Tensor) -> torch.Tensor:
         """(B, L) tokens and roles -> (B, L, width) hidden states.
 
@@ -241,3 +251,11 @@ class Backbone(nn.Module):
         """Hidden states of ``modality`` positions -> logits over that modality's output ids only.
         ``head``: :meth:`output_head` of the modality, when the caller already holds it."""
         return hidden @ (self.output_head(modality) if head is None else head).T
+
+
+@cache
+def _compiled_run():
+    """:meth:`Backbone.run` compiled once per process; dynamo keeps an entry per model and shape."""
+    # one entry per (model, task, batch size, cached/full/build) pattern: more than dynamo's default 8
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    return torch.compile(Backbone.run)

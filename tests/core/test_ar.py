@@ -209,3 +209,12 @@ def test_decoded_tokens_are_ordinary_writable_tensors(spec, net, ar_net, random_
     for out in (decode(net, tokens, roles, steps=3), ar_decode(ar_net, tokens, roles)):
         assert not out.tokens.is_inference()
         out.tokens[0, 0] = out.tokens[0, 0]  # raises for an inference tensor outside inference mode
+
+
+def test_compiled_twin_gives_the_eager_tokens(spec, ar_net, random_sample):
+    """The twin's growing prefix changes shapes every step; compiled it still matches eager."""
+    g = torch.Generator().manual_seed(8)
+    tokens, roles = prompt_canvas(spec, [{"image": random_sample(spec, g)["image"]} for _ in range(2)], ("text", "action"))
+    eager = ar_decode(ar_net, tokens, roles)
+    compiled = ar_decode(ar_net, tokens, roles, compile=True)
+    assert torch.equal(compiled.tokens, eager.tokens) and compiled.nfe == eager.nfe

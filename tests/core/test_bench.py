@@ -34,7 +34,9 @@ def test_bench_writes_every_field(bundles, tmp_path, capsys):
     argv = ["bench", "--ckpt", str(bundles["diffusion"]), "--ar", str(bundles["ar"]), "--out", str(out)]
     assert cli_main(argv + ["--n", "4", "--batch-sizes", "1", "2", "--no-progress"]) == 0
     report = json.loads(out.read_text())
-    assert report["decode"]["steps"] == 2 and report["torch_threads"] >= 1
+    assert report["decode"]["steps"] == 2 and report["torch_threads"] >= 1 and report["compile"] is False
+    for costs in report["step_costs"].values():  # the per-call breakdown of a batch-1 decode
+        assert set(costs) == {"cache_build_ms", "cached_step_ms", "full_step_ms"} and min(costs.values()) > 0
     variants = (*DIFFUSION_VARIANTS, "ar")
     for task in ("caption", "t2i", "policy"):
         assert set(report["results"][task]) == set(variants)

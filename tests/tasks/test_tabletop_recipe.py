@@ -44,5 +44,7 @@ def test_bad_inputs_get_clear_errors(bundle, tmp_path):
         m.caption([np.zeros((20, 20, 3), np.uint8)])
     r = subprocess.run([sys.executable, "-m", "unidiff.cli", "rollout", "--ckpt", str(bundle), "--env", "unidiff/MetaWorld-reach-v3"], capture_output=True, text=True)
     assert r.returncode != 0 and "4-D actions" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "unidiff.cli", "rollout", "--ckpt", str(bundle), "--n-action-steps", "99"], capture_output=True, text=True)
+    assert r.returncode != 0 and "--n-action-steps must be in [1, " in r.stderr
     r = subprocess.run([sys.executable, "-m", "unidiff.cli", "caption", "--ckpt", str(tmp_path / "nope"), "x.png"], capture_output=True, text=True)
     assert r.returncode != 0 and "no bundle at" in r.stderr
