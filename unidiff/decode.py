@@ -64,18 +64,16 @@ class ConditionCache:
         self.run = model.runner(compiled)
         given, target = (pos_roles == Role.GIVEN).any(0), (pos_roles == Role.TARGET).any(0)
         self.cached = enabled and not bool((given & target).any())
-        self.prefix = None
-        if not self.cached:
-            self.columns = (pos_roles != Role.ABSENT).any(0).nonzero().squeeze(1)  # ABSENT everywhere: no compute
-            self.roles = pos_roles[:, self.columns]
-        else:
+        if self.cached:
             gidx, self.columns = given.nonzero().squeeze(1), target.nonzero().squeeze(1)
-            self.roles = pos_roles[:, self.columns]
-            if gidx.numel():
-                g_roles = pos_roles[:, gidx]
-                _, kvs = self.run(tokens[:, gidx], gidx, g_roles, mask=_visible(model.attention(gidx, g_roles)), outputs=0)
-                self.prefix = KVCache(kvs, room=len(self.columns))
-                self.roles = torch.cat([g_roles, self.roles], dim=1)
+        else:  # columns ABSENT in every row cost nothing
+            gidx, self.columns = None, (pos_roles != Role.ABSENT).any(0).nonzero().squeeze(1)
+        self.prefix, self.roles = None, pos_roles[:, self.columns]
+        if gidx is not None and gidx.numel():
+            g_roles = pos_roles[:, gidx]
+            _, kvs = self.run(tokens[:, gidx], gidx, g_roles, mask=_visible(model.attention(gidx, g_roles)), outputs=0)
+            self.prefix = KVCache(kvs, room=len(self.columns))
+            self.roles = torch.cat([g_roles, self.roles], dim=1)
         self.mask = _visible(model.attention(self.columns, self.roles))  # the same at every step
 
     def segment(self, sl: slice) -> slice:
@@ -163,6 +161,9 @@ def decode(
     """
     spec = model.spec
     B, L = tokens.shape
+    if L != spec.length or tuple(roles.shape) != (B, len(spec.segments)):
+        raise ValueError(f"expected a (B, {spec.length}) canvas and (B, {len(spec.segments)}) roles (prompt_canvas makes both), "
+                         f"got {tuple(tokens.shape)} and {tuple(roles.shape)}")
     seeds = _validate(steps, schedule, temperature, noise_scale, cfg_scale, threshold, remask, seeds, B)
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     dev = tokens.device

@@ -62,6 +62,8 @@ def test_bad_arguments_are_rejected(spec, net, random_sample):
         decode(net, tokens, roles, schedule="cosin")
     with pytest.raises(ValueError, match="seeds"):
         decode(net, tokens, roles, seeds=[1, 2, 3])
+    with pytest.raises(ValueError, match="canvas"):
+        decode(net, tokens[:, :-1], roles)
     with pytest.raises(KeyError, match="no 'video' segment"):
         prompt_canvas(spec, _prompts(spec, 1, random_sample), ("video",))
 
