@@ -93,11 +93,13 @@ def measure(variants: dict[str, Callable[..., DecodeOutput]], task: BenchTask, b
     return cells, tokens
 
 
-def decoders(model, ar_model, steps: int, schedule: str, threshold: float, remask: float, remask_budget: int, compile: bool = False) -> dict[str, Callable]:
+def decoders(model, ar_model, steps: int, schedule: str, threshold: float, remask: float, remask_budget: int,
+             compile: bool = False, temperature: float = 0.0) -> dict[str, Callable]:
     """Variant name -> decoder(tokens, roles, seeds=...) with everything else fixed.  ``cached`` is
     the fixed-schedule baseline the threshold variants are compared with (same step budget).
-    ``compile``: every variant, the AR twin's too, runs its backbone through ``torch.compile``."""
-    base = partial(decode, model, steps=steps, schedule=schedule, compile=compile)
+    ``compile``: every variant, the AR twin's too, runs its backbone through ``torch.compile``;
+    ``temperature``: every variant samples its tokens at it (0: argmax)."""
+    base = partial(decode, model, steps=steps, schedule=schedule, compile=compile, temperature=temperature)
     out = {
         "full": partial(base, cache=False),
         "cached": partial(base, cache=True),
@@ -106,7 +108,7 @@ def decoders(model, ar_model, steps: int, schedule: str, threshold: float, remas
         "cached+threshold+remask": partial(base, threshold=threshold, remask=remask, remask_budget=remask_budget),
     }
     if ar_model is not None:
-        out[AR] = partial(ar_decode, ar_model, compile=compile)
+        out[AR] = partial(ar_decode, ar_model, compile=compile, temperature=temperature)
     return out
 
 
@@ -259,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, default=0.9)
     p.add_argument("--remask", type=float, default=0.3)
     p.add_argument("--remask-budget", type=int, default=2)
+    p.add_argument("--temperature", type=float, default=0.0, help="token sampling temperature of every decoder (0: argmax)")
     p.add_argument("--compile", action="store_true", help="run every decoder's backbone through torch.compile (each shape compiles once, in the untimed warm-up)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
@@ -276,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--ar and --ckpt have different canvases; the twin must be trained on the same data")
     tasks = bench_tasks(model, a.n)
     steps = a.steps or bundle_decode_steps(model)
-    variants = decoders(model.net, ar_model.net if ar_model else None, steps, a.schedule, a.threshold, a.remask, a.remask_budget, a.compile)
+    variants = decoders(model.net, ar_model.net if ar_model else None, steps, a.schedule, a.threshold, a.remask, a.remask_budget, a.compile, a.temperature)
     report = {
         "ckpt": str(a.ckpt),
         "ar": a.ar,
@@ -286,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         "compile": a.compile,
         "n_per_task": a.n,
         "batch_sizes": a.batch_sizes,
-        "decode": {"steps": steps, "schedule": a.schedule, "threshold": a.threshold, "remask": a.remask, "remask_budget": a.remask_budget},
+        "decode": {"steps": steps, "schedule": a.schedule, "threshold": a.threshold, "remask": a.remask, "remask_budget": a.remask_budget,
+                   "temperature": a.temperature},
         "tasks": describe_tasks(model.spec, tasks),
     }
     report.update(run_bench(tasks, variants, a.batch_sizes, progress=not a.no_progress))

@@ -3,9 +3,9 @@
 Start with the positions to generate masked; at each step predict every masked position and
 commit some of them -- by the schedule (the masked fraction of each target segment follows
 gamma from t=1 to t=0) or by confidence threshold (every token above tau, so easy samples take
-few steps) -- and keep the rest masked.  Optional remasking sends committed tokens whose
-confidence has fallen back to [MASK] (self-correction, within a budget); elastic length fills a
-text segment with [PAD] after a committed [EOS].
+few steps) -- and keep the rest masked.  Optional remasking sends tokens that were committed with
+low confidence back to [MASK], to be predicted again in more context (self-correction, within a
+budget); elastic length fills a text segment with [PAD] after a committed [EOS].
 
 Exact condition cache: under the attention rule the GIVEN positions never see the targets, so
 their keys/values are computed once and each step runs only over the target positions.
@@ -151,8 +151,10 @@ def decode(
             unconditional pass makes every GIVEN segment ABSENT.  0 disables it.
         threshold: commit every masked token whose probability exceeds it (at least one per
             segment per step) instead of following the schedule; NFE adapts to difficulty.
-        remask: send a committed token back to [MASK] when its probability under the current
-            prediction falls below this, at most ``remask_budget`` times per sample.
+        remask: send a token committed with a probability below this back to [MASK], to be
+            predicted again at the next step in more context; at most ``remask_budget`` per sample.
+            The fixed schedule then commits everything one step early, so the last step is left
+            for what was remasked (same step budget; a step fewer when nothing was).
         elastic: once a text segment commits [EOS], fill the rest of it with [PAD].
         cache: compute the GIVEN part once (exact under the attention rule).
         compile: run the backbone through ``torch.compile`` (:meth:`Backbone.runner`): each new
@@ -172,6 +174,7 @@ def decode(
     mask_ids = spec.mask_ids.to(dev)
     todo = (pos_roles == Role.TARGET) & (x == mask_ids)
     generated = todo.clone()  # positions this call fills (candidates for remasking)
+    commit_p = torch.ones(B, L, dtype=torch.float64, device=dev)  # probability each token was committed with
     forward = ConditionCache(model, x, pos_roles, enabled=cache, compiled=compile)
     uncond = None
     if cfg_scale > 0:
@@ -187,7 +190,9 @@ def decode(
     # per segment, once: its output head and, for the fixed schedule, how many of its tokens stay
     # masked after each step (gamma of the step's t times the segment's initial count)
     heads = {m: model.output_head(m) for m, _, _, _ in targets}
-    keep_frac = mask_fraction(schedule, 1.0 - torch.arange(1, steps + 1, dtype=torch.float64) / steps)
+    # with remasking the schedule is done one step early: the last step re-predicts what was remasked
+    sched = steps - 1 if remask is not None and steps > 1 else steps
+    keep_frac = mask_fraction(schedule, (1.0 - torch.arange(1, steps + 1, dtype=torch.float64) / sched).clamp_min(0.0))
     keep = {m: torch.floor(todo[rows, sl].sum(1).double().unsqueeze(0) * keep_frac.to(dev).unsqueeze(1)).long() for m, sl, rows, _ in targets}
     out_sl = {m: (forward.segment(sl), uncond.segment(sl) if uncond is not None else None) for m, sl, _, _ in targets}
     budget = torch.full((B,), remask_budget if remask is not None else 0, device=dev)
@@ -207,29 +212,18 @@ def decode(
             logp = torch.log_softmax(logits, -1)
             ids = model.output_ids(m)
             seg_x, masked = x[rows, sl], todo[rows, sl]
-            if remask is not None and not last:
-                # self-correction: committed tokens the model now doubts go back to [MASK]
-                col = torch.searchsorted(ids, seg_x.clamp(ids[0], ids[-1]))
-                p_now = logp.gather(-1, col.unsqueeze(-1)).squeeze(-1).exp()
-                # only where this sample's segment is still decoding: a finished one stays finished,
-                # so a sample's result does not depend on how long the rest of its batch takes
-                active = masked.any(1, keepdim=True)
-                doubt = generated[rows, sl] & ~masked & (p_now < remask) & active
-                order = torch.argsort(torch.argsort(p_now.masked_fill(~doubt, 2.0), dim=1, stable=True), dim=1, stable=True)
-                doubt &= order < budget[rows].unsqueeze(1)
-                budget[rows] -= doubt.sum(1)
-                n_remasked += int(doubt.sum())
-                masked = masked | doubt
+            active = masked.any(1, keepdim=True)  # this sample's segment is still decoding
             if temperature > 0:
                 pick = (logits / temperature + _gumbel(logits.shape, gens, idx).to(dev)).argmax(-1)
             else:
                 pick = logits.argmax(-1)
             conf = logp.gather(-1, pick.unsqueeze(-1)).squeeze(-1).double()
+            p_pick = conf.exp()  # the probability each token would be committed with
             n_masked = masked.sum(1)
             if last:
                 n_commit = n_masked
             elif threshold is not None:
-                n_commit = ((conf.exp() > threshold) & masked).sum(1)
+                n_commit = ((p_pick > threshold) & masked).sum(1)
             else:
                 n_commit = n_masked - keep[m][k]
             n_commit = torch.minimum(torch.clamp(n_commit, min=1), n_masked)
@@ -241,11 +235,27 @@ def decode(
             commit = masked & torch.zeros_like(masked).scatter_(1, order, torch.arange(conf.shape[1], device=dev) < n_commit.unsqueeze(1))
             seg_x = torch.where(commit, ids[pick], torch.where(masked, mask_ids[sl], seg_x))
             masked = masked & ~commit
+            if remask is not None:
+                commit_p[rows, sl] = torch.where(commit, p_pick, commit_p[rows, sl])
+                if not last:
+                    # self-correction (ReMDM's confidence rule): committed tokens whose probability
+                    # was below ``remask`` go back to [MASK], least confident first, within the
+                    # budget, for the next step to predict again in more context.  Only while the
+                    # segment was decoding at this step's start: a finished one stays finished, so a
+                    # sample's result does not depend on how long the rest of its batch takes
+                    doubt = generated[rows, sl] & ~masked & (commit_p[rows, sl] < remask) & active
+                    rank = torch.argsort(torch.argsort(commit_p[rows, sl].masked_fill(~doubt, 2.0), dim=1, stable=True), dim=1, stable=True)
+                    doubt &= rank < budget[rows].unsqueeze(1)
+                    budget[rows] -= doubt.sum(1)
+                    n_remasked += int(doubt.sum())
+                    seg_x, masked = torch.where(doubt, mask_ids[sl], seg_x), masked | doubt
             if m == "text" and elastic:
                 # elastic length: every generated position after the first [EOS] is [PAD]
                 after = (seg_x == EOS_ID).long().cumsum(1) - (seg_x == EOS_ID).long() > 0
                 fill = after & generated[rows, sl]
                 seg_x, masked = torch.where(fill, torch.full_like(seg_x, PAD_ID), seg_x), masked & ~fill
+                if remask is not None:  # a [PAD] fill is structure, not a guess to doubt
+                    commit_p[rows, sl] = commit_p[rows, sl].masked_fill(fill, 1.0)
             x[rows, sl] = seg_x
             todo[rows, sl] = masked
     return DecodeOutput(x, nfe, taken, n_remasked)
