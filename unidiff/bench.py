@@ -1,8 +1,8 @@
 """`unidiff bench`: what the decoder's speed features buy, measured against the AR twin.
 
 For each task (caption, text-to-image, policy) and batch size, every decoding variant runs the
-same held-out prompts in one process: full recompute, cached, cached + remasking (same fixed
-schedule, so equal NFE: any gain is self-correction), cached + threshold commit, cached +
+same held-out prompts in one process: full recompute, cached, cached + remasking (the same step
+budget, so at most equal NFE: any gain is self-correction), cached + threshold commit, cached +
 threshold + remasking, and (with ``--ar``) the autoregressive twin with a KV cache.
 Per cell: median latency per sample, generated tokens/s, mean NFE and the task's quality; the
 policy rows add ms per action chunk and the effective control rate H / (seconds per chunk).
@@ -54,23 +54,23 @@ def _generated_tokens(task: BenchTask, got: torch.Tensor) -> int:
     return got.numel()
 
 
-def measure(variants: dict[str, Callable[..., DecodeOutput]], task: BenchTask, batch_size: int, tick=None) -> tuple[dict, dict]:
+def measure(variants: dict[str, Callable[..., DecodeOutput]], task: BenchTask, batch_size: int, tick=None, seed: int = 0) -> tuple[dict, dict]:
     """Decode every prompt in chunks of ``batch_size`` with every variant, the variants taking turns
     chunk by chunk (so load from other processes on a shared machine hits them alike), after one
     untimed warm-up chunk each.  Quality is ``task.score`` of all the decoded targets (``quality``:
-    its headline ``task.metric``, next to every metric the scorer returns).  Seeds follow the sample index, so a sample decodes the same in
+    its headline ``task.metric``, next to every metric the scorer returns).  Seeds follow the sample index (plus ``seed``), so a sample decodes the same in
     every chunking.  NFE is per chunk (the batch's forward passes; per sample at batch 1).
     Latency is the median chunk time over the batch size: at batch 1 the real per-sample (per
     action chunk) latency, above it the amortised cost.  Returns cells and canvases per variant."""
     n = task.tokens.shape[0]
     log = {v: {"outs": [], "times": [], "nfes": []} for v in variants}
     for fn in variants.values():
-        fn(task.tokens[:batch_size], task.roles[:batch_size], seeds=list(range(batch_size)))
+        fn(task.tokens[:batch_size], task.roles[:batch_size], seeds=list(range(seed, seed + batch_size)))
     for start in range(0, n, batch_size):
         stop = start + batch_size
         for v, fn in variants.items():
             t0 = time.perf_counter()
-            out = fn(task.tokens[start:stop], task.roles[start:stop], seeds=list(range(start, stop)))
+            out = fn(task.tokens[start:stop], task.roles[start:stop], seeds=list(range(seed + start, seed + stop)))
             log[v]["times"].append(time.perf_counter() - t0)
             log[v]["outs"].append(out.tokens)
             log[v]["nfes"].append(out.nfe)
@@ -103,7 +103,7 @@ def decoders(model, ar_model, steps: int, schedule: str, threshold: float, remas
     out = {
         "full": partial(base, cache=False),
         "cached": partial(base, cache=True),
-        "cached+remask": partial(base, remask=remask, remask_budget=remask_budget),  # same steps as cached
+        "cached+remask": partial(base, remask=remask, remask_budget=remask_budget),  # same step budget as cached
         "cached+threshold": partial(base, threshold=threshold),
         "cached+threshold+remask": partial(base, threshold=threshold, remask=remask, remask_budget=remask_budget),
     }
@@ -156,7 +156,7 @@ def describe_tasks(spec, tasks: list[BenchTask]) -> dict:
     return out
 
 
-def run_bench(tasks: list[BenchTask], variants: dict[str, Callable], batch_sizes: list[int], progress: bool = True) -> dict:
+def run_bench(tasks: list[BenchTask], variants: dict[str, Callable], batch_sizes: list[int], progress: bool = True, seed: int = 0) -> dict:
     """results[task][variant][str(batch size)] = cell; whether cached matches full, per task and size."""
     from tqdm import tqdm
 
@@ -166,7 +166,7 @@ def run_bench(tasks: list[BenchTask], variants: dict[str, Callable], batch_sizes
     for task in tasks:
         for bs in batch_sizes:
             bar.set_postfix_str(f"{task.name} b={bs}")
-            cells, tokens = measure(variants, task, bs, tick=bar.update)
+            cells, tokens = measure(variants, task, bs, tick=bar.update, seed=seed)
             for v, cell in cells.items():
                 results[task.name][v][str(bs)] = cell
             identical[task.name][str(bs)] = bool(torch.equal(tokens["cached"], tokens["full"]))
@@ -192,7 +192,7 @@ def ratios(results: dict, batch_sizes: list[int], tasks: dict | None = None) -> 
                 "cached_speedup_vs_full": full["ms_per_sample"] / cached["ms_per_sample"],
                 "threshold_nfe_ratio_vs_fixed": thr["nfe"] / cached["nfe"],
                 "threshold_quality_delta_vs_fixed": _gain(thr["quality"], cached["quality"], hib),
-                # remasking inside the same fixed schedule: equal NFE, so any gain is self-correction
+                # remasking within the same step budget: at most equal NFE, so any gain is self-correction
                 "remask_nfe_ratio_vs_fixed": cells["cached+remask"][bs]["nfe"] / cached["nfe"],
                 "remask_quality_delta_vs_fixed": _gain(cells["cached+remask"][bs]["quality"], cached["quality"], hib),
             }
@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--remask", type=float, default=0.3)
     p.add_argument("--remask-budget", type=int, default=2)
     p.add_argument("--temperature", type=float, default=0.0, help="token sampling temperature of every decoder (0: argmax)")
+    p.add_argument("--seed", type=int, default=0, help="prompt i decodes with seed SEED + i (matters when sampling)")
     p.add_argument("--compile", action="store_true", help="run every decoder's backbone through torch.compile (each shape compiles once, in the untimed warm-up)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
@@ -290,10 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         "n_per_task": a.n,
         "batch_sizes": a.batch_sizes,
         "decode": {"steps": steps, "schedule": a.schedule, "threshold": a.threshold, "remask": a.remask, "remask_budget": a.remask_budget,
-                   "temperature": a.temperature},
+                   "temperature": a.temperature, "seed": a.seed},
         "tasks": describe_tasks(model.spec, tasks),
     }
-    report.update(run_bench(tasks, variants, a.batch_sizes, progress=not a.no_progress))
+    report.update(run_bench(tasks, variants, a.batch_sizes, progress=not a.no_progress, seed=a.seed))
     report["step_costs"] = {t.name: step_costs(model.net, t, a.compile) for t in tasks}
     report["ratios"] = ratios(report["results"], a.batch_sizes, report["tasks"])
     report["checks"] = checks(report)

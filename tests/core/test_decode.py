@@ -109,6 +109,16 @@ def test_remasking_respects_its_budget(spec, net, random_sample):
     assert not (out.tokens == spec.mask_ids).any()  # still fills everything
 
 
+def test_remasking_leaves_the_last_step_to_re_predict(spec, net, random_sample):
+    """Remasking judges a token by the probability it was committed with (the model is trained on
+    masked positions only) and re-predicts it at the next step, so the schedule ends a step early."""
+    tokens, roles = prompt_canvas(spec, _prompts(spec, 4, random_sample), ("image", "action"))
+    idle = decode(net, tokens, roles, steps=6, remask=0.5, remask_budget=0)
+    assert idle.remasked == 0 and idle.nfe == 5  # the schedule is done after 5 steps; nothing to redo
+    busy = decode(net, tokens, roles, steps=6, remask=0.999, remask_budget=2, temperature=1.0)
+    assert 0 < busy.remasked <= 2 * 4 and busy.nfe == 6 and not (busy.tokens == spec.mask_ids).any()
+
+
 def test_elastic_length_pads_after_eos(spec, net, random_sample):
     # force [EOS] at text position 2 by giving it; the masked tail must come back as [PAD]
     tokens, roles = prompt_canvas(spec, _prompts(spec, 2, random_sample), ("text",))
