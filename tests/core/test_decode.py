@@ -115,8 +115,9 @@ def test_remasking_leaves_the_last_step_to_re_predict(spec, net, random_sample):
     tokens, roles = prompt_canvas(spec, _prompts(spec, 4, random_sample), ("image", "action"))
     idle = decode(net, tokens, roles, steps=6, remask=0.5, remask_budget=0)
     assert idle.remasked == 0 and idle.nfe == 5  # the schedule is done after 5 steps; nothing to redo
-    busy = decode(net, tokens, roles, steps=6, remask=0.999, remask_budget=2, temperature=1.0)
-    assert 0 < busy.remasked <= 2 * 4 and busy.nfe == 6 and not (busy.tokens == spec.mask_ids).any()
+    # an untrained net doubts everything: what the 5th step commits goes back, the 6th re-predicts it
+    busy = decode(net, tokens, roles, steps=6, remask=0.999, remask_budget=100, temperature=1.0)
+    assert busy.remasked > 0 and busy.nfe == 6 and not (busy.tokens == spec.mask_ids).any()
 
 
 def test_elastic_length_pads_after_eos(spec, net, random_sample):
