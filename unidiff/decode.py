@@ -101,6 +101,16 @@ def _gumbel(shape, gens: list[torch.Generator], rows: torch.Tensor) -> torch.Ten
     return out
 
 
+def _doubted(p: torch.Tensor, candidates: torch.Tensor, remask: float, budget: torch.Tensor) -> torch.Tensor:
+    """Self-correction by ReMDM's confidence rule: of the ``candidates`` (committed tokens), those
+    committed with a probability ``p`` below ``remask``, least confident first, at most ``budget``
+    per row.  The commit-time probability, not the model's output at the now visible token: the
+    model is trained on masked positions only, so that output is no evidence."""
+    doubt = candidates & (p < remask)
+    rank = torch.argsort(torch.argsort(p.masked_fill(~doubt, 2.0), dim=1, stable=True), dim=1, stable=True)
+    return doubt & (rank < budget.unsqueeze(1))
+
+
 def _validate(steps, schedule, temperature, noise_scale, cfg_scale, threshold, remask, seeds, batch) -> list[int]:
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
@@ -238,14 +248,10 @@ def decode(
             if remask is not None:
                 commit_p[rows, sl] = torch.where(commit, p_pick, commit_p[rows, sl])
                 if not last:
-                    # self-correction (ReMDM's confidence rule): committed tokens whose probability
-                    # was below ``remask`` go back to [MASK], least confident first, within the
-                    # budget, for the next step to predict again in more context.  Only while the
-                    # segment was decoding at this step's start: a finished one stays finished, so a
-                    # sample's result does not depend on how long the rest of its batch takes
-                    doubt = generated[rows, sl] & ~masked & (commit_p[rows, sl] < remask) & active
-                    rank = torch.argsort(torch.argsort(commit_p[rows, sl].masked_fill(~doubt, 2.0), dim=1, stable=True), dim=1, stable=True)
-                    doubt &= rank < budget[rows].unsqueeze(1)
+                    # doubted tokens go back to [MASK] for the next step to predict again in more
+                    # context -- only while the segment was decoding at this step's start: a finished
+                    # one stays finished, so a sample's result does not depend on its batch
+                    doubt = _doubted(commit_p[rows, sl], generated[rows, sl] & ~masked & active, remask, budget[rows])
                     budget[rows] -= doubt.sum(1)
                     n_remasked += int(doubt.sum())
                     seg_x, masked = torch.where(doubt, mask_ids[sl], seg_x), masked | doubt
