@@ -81,7 +81,7 @@ def _decode_group(model: Backbone, x: torch.Tensor, pr: torch.Tensor, gens: list
     g_roles = pr[:, gidx]
     h, kvs = run(x[:, gidx], gidx, g_roles, mask=_visible(model.attention(gidx, g_roles)), outputs=1)  # only the last position predicts
     prefix = KVCache(kvs, room=len(tidx))
-    seen, seen_roles, prev = gidx, pr[:, gidx], h[:, -1]
+    seen, seen_roles, prev = gidx, g_roles, h[:, -1]
     ended = torch.zeros(x.shape[0], dtype=torch.bool, device=dev)
     nfe = 1
     for r, (p, m) in enumerate(zip(tidx.tolist(), mods)):

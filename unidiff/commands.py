@@ -76,6 +76,7 @@ def generate_main(argv: list[str] | None = None) -> int:
 
 def rollout_main(argv: list[str] | None = None) -> int:
     from unidiff.evaluate import bundle_env_id, bundle_image_size, rollout_policy
+    from unidiff.tasks.policy import action_steps
 
     p = _parser("rollout", "Roll the bundle's policy out in a simulated env.")
     p.add_argument("--env", default=None, help="env id, e.g. unidiff/TabletopPush-v0 (default: the env the bundle was evaluated in)")
@@ -91,9 +92,10 @@ def rollout_main(argv: list[str] | None = None) -> int:
         sys.exit(f"unidiff: bundle {a.ckpt} has no action segment; it cannot drive {a.env or 'an env'}")
     env = a.env or bundle_env_id(model)
     check_action_space(model, env)
-    horizon = model.spec.segment("action").rows
-    if a.n_action_steps is not None and not 1 <= a.n_action_steps <= horizon:
-        sys.exit(f"unidiff: --n-action-steps must be in [1, {horizon}] (this bundle's action chunk)")
+    try:  # checked here, before the worker processes build their policies
+        action_steps(model, a.n_action_steps, name="--n-action-steps")
+    except ValueError as e:
+        sys.exit(f"unidiff: {e}")
     res = rollout_policy(model, env, a.episodes, steps=a.steps, seed=a.seed, image_size=bundle_image_size(model),
                          workers=a.workers, video_dir=a.video, n_action_steps=a.n_action_steps)
     print(json.dumps({k: v for k, v in res.items() if k != "per_episode"}, indent=2, default=str))

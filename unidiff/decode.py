@@ -184,7 +184,8 @@ def decode(
     mask_ids = spec.mask_ids.to(dev)
     todo = (pos_roles == Role.TARGET) & (x == mask_ids)
     generated = todo.clone()  # positions this call fills (candidates for remasking)
-    commit_p = torch.ones(B, L, dtype=torch.float64, device=dev)  # probability each token was committed with
+    # with remasking: the probability each token was committed with
+    commit_p = torch.ones(B, L, dtype=torch.float64, device=dev) if remask is not None else None
     forward = ConditionCache(model, x, pos_roles, enabled=cache, compiled=compile)
     uncond = None
     if cfg_scale > 0:

@@ -42,6 +42,8 @@ def test_bad_inputs_get_clear_errors(bundle, tmp_path):
         m.generate([""])
     with pytest.raises(ValueError):
         m.caption([np.zeros((20, 20, 3), np.uint8)])
+    with pytest.raises(ValueError, match="n_action_steps must be in"):
+        m.policy(n_action_steps=0)  # 0 used to fall back to the whole chunk silently
     r = subprocess.run([sys.executable, "-m", "unidiff.cli", "rollout", "--ckpt", str(bundle), "--env", "unidiff/MetaWorld-reach-v3"], capture_output=True, text=True)
     assert r.returncode != 0 and "4-D actions" in r.stderr
     r = subprocess.run([sys.executable, "-m", "unidiff.cli", "rollout", "--ckpt", str(bundle), "--n-action-steps", "99"], capture_output=True, text=True)

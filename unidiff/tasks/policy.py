@@ -13,6 +13,17 @@ import numpy as np
 from unidiff.tasks.codec import complete
 
 
+def action_steps(model, n_action_steps: int | None, name: str = "n_action_steps") -> int:
+    """Actions executed from each chunk before re-planning: ``None`` means the whole chunk (H);
+    anything outside [1, H] is refused (``name``: how the caller spells the option)."""
+    horizon = model.spec.segment("action").rows
+    if n_action_steps is None:
+        return horizon
+    if not 1 <= n_action_steps <= horizon:
+        raise ValueError(f"{name} must be in [1, {horizon}] (this bundle's action chunk), got {n_action_steps}")
+    return n_action_steps
+
+
 class DiffusionPolicy:
     """Args:
         model: a loaded bundle (``unidiff.load``).
@@ -21,10 +32,7 @@ class DiffusionPolicy:
     """
 
     def __init__(self, model, *, n_action_steps: int | None = None, steps: int = 4, seed: int = 0, **decode_kw) -> None:
-        horizon = model.spec.segment("action").rows
-        self.n_action_steps = n_action_steps or horizon
-        if not 1 <= self.n_action_steps <= horizon:
-            raise ValueError(f"n_action_steps must be in [1, {horizon}] (the action chunk), got {n_action_steps}")
+        self.n_action_steps = action_steps(model, n_action_steps)
         self.model = model
         self.steps, self.seed, self.decode_kw = steps, seed, decode_kw
         self.action_dim = model.spec.segment("action").cols
