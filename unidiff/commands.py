@@ -125,13 +125,15 @@ def eval_main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--scenes", type=int, default=200)
     p.add_argument("--env", default=None, help="env of the policy metric (default: the env the bundle was evaluated in)")
-    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--episodes", type=int, default=50, help="policy episodes (0 skips the policy, as in unidiff demo)")
     p.add_argument("--workers", type=int, default=1)
     a = p.parse_args(argv)
+    if a.scenes < 1 or a.episodes < 0:
+        sys.exit(f"unidiff: --scenes must be >= 1 and --episodes >= 0, got {a.scenes} and {a.episodes}")
     model = load_or_exit(a.ckpt)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    env = (a.env or bundle_env_id(model)) if "action" in model.spec.modalities else None
+    env = (a.env or bundle_env_id(model)) if "action" in model.spec.modalities and a.episodes else None
     if env:
         check_action_space(model, env)
     metrics = evaluate_bundle(

@@ -50,3 +50,16 @@ def test_bad_inputs_get_clear_errors(bundle, tmp_path):
     assert r.returncode != 0 and "--n-action-steps must be in [1, " in r.stderr
     r = subprocess.run([sys.executable, "-m", "unidiff.cli", "caption", "--ckpt", str(tmp_path / "nope"), "x.png"], capture_output=True, text=True)
     assert r.returncode != 0 and "no bundle at" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "unidiff.cli", "eval", "--ckpt", str(bundle), "--out", str(tmp_path / "e"), "--episodes", "-1"], capture_output=True, text=True)
+    assert r.returncode != 0 and "--episodes >= 0" in r.stderr and not (tmp_path / "e").exists()
+
+
+def test_eval_with_zero_episodes_scores_captions_and_images_only(bundle, tmp_path):
+    import json
+
+    r = subprocess.run([sys.executable, "-m", "unidiff.cli", "eval", "--ckpt", str(bundle), "--out", str(tmp_path / "e"),
+                        "--scenes", "2", "--episodes", "0", "--steps", "2"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-4000:]
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["caption.n"] == 2 and metrics["t2i.n"] == 2
+    assert not any(k.startswith("policy.") for k in metrics)

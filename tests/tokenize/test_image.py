@@ -8,7 +8,7 @@ import torch
 
 from unidiff.tokenize import load_tokenizers, save_tokenizers
 from unidiff.tokenize.image import ImageTokenizer, VQConfig
-from unidiff.tokenize.vq_train import SceneRenders, VQTokenizerModule, synthetic_render
+from unidiff.tokenize.vq_train import SceneRenders, VQTokenizerModule, spread_picks, synthetic_render
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CFG = VQConfig(size=32, block_out_channels=[8, 16], latent_channels=4, num_vq_embeddings=32, norm_num_groups=4)
@@ -69,6 +69,7 @@ def test_fit_through_cli_writes_tokenizer_and_metrics(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["tokenizer.image.psnr"] > 5
     assert 0 < metrics["tokenizer.image.codebook_usage"] <= 1
+    assert 1 <= metrics["tokenizer.image.codes_per_image"] <= 16 * 16
     assert metrics["tokenizer.image.train_steps"] == 6
     back = load_tokenizers(out)["image"]
     data = SceneRenders(n_train=1, n_heldout=4, size=32, source="synthetic")
@@ -98,3 +99,17 @@ def test_shipped_tabletop_tokenizer_meets_targets():
     assert m.get("tokenizer.image.parser_agreement", 1.0) >= 0.85  # 16 images: loose; 512 in metrics.json
     recorded = json.loads((path / "metrics.json").read_text())
     assert recorded["tokenizer.image.psnr"] >= 28 and recorded["tokenizer.image.parser_agreement"] >= 0.95
+
+
+def test_restarts_pick_content_the_codebook_lacks():
+    """A batch of mostly background: uniform picks would land new codes on the background (the
+    duplicate-code failure of the first tabletop tokenizer); k-means++ picks take the rare patches."""
+    torch.manual_seed(0)
+    background = torch.zeros(500, 4)
+    rare = torch.eye(4) * 3.0
+    points = torch.cat([background, rare])
+    picks = spread_picks(points, centres=torch.zeros(1, 4), n=4)
+    assert sorted(map(tuple, picks.tolist())) == sorted(map(tuple, rare.tolist()))
+    # with no codes yet (initialisation) the first pick is uniform, the rest spread out
+    picks = spread_picks(points, centres=torch.zeros(0, 4), n=5)
+    assert len({tuple(p) for p in picks.tolist()}) == 5

@@ -5,8 +5,12 @@ of fit the tokenizer and its held-out metrics are written (atomically) to ``outp
     output_dir/tokenizers.json, output_dir/image/vq.{json,safetensors}, output_dir/metrics.json
 
 Loss: L1 + L2 reconstruction + the VQ codebook/commitment loss (no perceptual loss: no hub
-weights).  The codebook is initialised from encoder outputs and unused codes are restarted from
-random encoder outputs, which keeps codebook usage high without EMA machinery.
+weights).  The codebook is initialised from encoder outputs and unused codes are restarted onto
+encoder outputs, which keeps codebook usage high without EMA machinery.  Both pick those outputs
+by k-means++ seeding (far from every code already there), not uniformly: a tabletop render is
+mostly flat table, and uniform picks land new codes on the background.  What the model reading
+and writing the codes cares about is that the same content gets the same code, measured as
+``codes_per_image`` (distinct codes in a held-out render; lower is more consistent).
 """
 from __future__ import annotations
 
@@ -100,6 +104,21 @@ class SceneRenders(L.LightningDataModule):
         return torch.utils.data.DataLoader(self.val_images, batch_size=self.batch_size)
 
 
+def spread_picks(points: torch.Tensor, centres: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` rows of ``points`` (N, C) drawn by k-means++ seeding: each with probability in
+    proportion to its squared distance from the nearest of ``centres`` (M, C) and the rows already
+    drawn.  Points a code already covers are (almost) never drawn again, so new codes go to
+    content the codebook lacks (object edges, colours) instead of onto the common background."""
+    d2 = torch.cdist(points, centres).pow(2).min(1).values if len(centres) else torch.full((len(points),), float("inf"), device=points.device)
+    picks = []
+    for _ in range(n):
+        w = d2 if bool(torch.isfinite(d2).all()) and float(d2.sum()) > 0 else torch.ones_like(d2)
+        i = int(torch.multinomial(w, 1))
+        picks.append(points[i])
+        d2 = torch.minimum(d2, (points - points[i]).pow(2).sum(1))
+    return torch.stack(picks)
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB of uint8 images (B, H, W, 3)."""
     mse = (a.float() - b.float()).pow(2).flatten(1).mean(1).clamp_min(1e-10)
@@ -118,7 +137,9 @@ def parser_agreement(originals: torch.Tensor, recons: torch.Tensor) -> float | N
 
 
 def evaluate_tokenizer(tok: ImageTokenizer, images: torch.Tensor, source: str, batch_size: int = 64) -> dict:
-    """Held-out metrics: mean PSNR, fraction of the codebook used, parser agreement."""
+    """Held-out metrics: mean PSNR, fraction of the codebook used, distinct codes per image (how
+    consistently the same content gets the same code: lower is easier for the model that reads and
+    writes the codes), parser agreement."""
     codes, recons = [], []
     for i in range(0, len(images), batch_size):
         c = tok.encode(images[i : i + batch_size])
@@ -128,6 +149,7 @@ def evaluate_tokenizer(tok: ImageTokenizer, images: torch.Tensor, source: str, b
     metrics = {
         "tokenizer.image.psnr": float(psnr(images, recons).mean()),
         "tokenizer.image.codebook_usage": float(codes.unique().numel() / tok.vocab_size),
+        "tokenizer.image.codes_per_image": float(np.mean([c.unique().numel() for c in codes])),
         "tokenizer.image.grid": list(tok.grid_shape),
         "tokenizer.image.heldout_images": len(images),
     }
@@ -146,7 +168,7 @@ class VQTokenizerModule(L.LightningModule):
         lr, warmup_steps: Adam, linear warm-up then cosine decay to 5 % at ``max_steps``.
         l1_weight, l2_weight, vq_weight: loss terms.
         restart_every: every this many steps, codes unused since the last restart are moved onto
-            random encoder outputs of the current batch (0 disables).
+            encoder outputs of the current batch that no code covers yet (0 disables).
         time_budget_s: stop training after this many seconds; the learning-rate decay then follows
             whichever of steps or time runs out first, so a time-capped run still anneals.
         train_crop: train on random ``train_crop``-pixel squares of each batch (the VQ-VAE is
@@ -204,13 +226,15 @@ class VQTokenizerModule(L.LightningModule):
     @torch.no_grad()
     def _restart_codes(self, h: torch.Tensor, all_codes: bool = False) -> None:
         """Move codes unused since the last restart (or all codes, to initialise the codebook from
-        data) onto random encoder outputs of this batch."""
+        data) onto encoder outputs of this batch that no live code covers yet (:func:`spread_picks`)."""
         flat = h.permute(0, 2, 3, 1).reshape(-1, h.shape[1])
         weight = self.model.quantize.embedding.weight
         dead = torch.arange(len(weight), device=weight.device) if all_codes else (self.usage == 0).nonzero().squeeze(1)
         if len(dead):
-            pick = torch.randint(0, len(flat), (len(dead),), device=flat.device)
-            weight[dead] = flat[pick] + 1e-3 * torch.randn_like(flat[pick])
+            live = torch.ones(len(weight), dtype=torch.bool, device=weight.device)
+            live[dead] = False
+            picks = spread_picks(flat, weight[live], len(dead))
+            weight[dead] = picks + 1e-3 * torch.randn_like(picks)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.broadcast(weight, src=0)  # every rank keeps rank 0's codebook
         self.log("train/restarted_codes", float(len(dead)))
