@@ -113,6 +113,11 @@ def evaluate_bundle(
     generated, nfe_t2i = decode_batched(model, "text", [s["caption"] for s in samples], "image", steps=steps, batch=batch)
     out = {f"caption.{k}": v for k, v in score_captions(captions, truth).items()}
     out.update({f"t2i.{k}": v for k, v in score_images(generated, truth).items()})
+    # where a model fails: the same two scores per number of objects in the scene
+    for n in sorted({len(d["objects"]) for d in truth}):
+        idx = [i for i, d in enumerate(truth) if len(d["objects"]) == n]
+        out[f"caption.object_f1.{n}_objects"] = score_captions([captions[i] for i in idx], [truth[i] for i in idx])["object_f1"]
+        out[f"t2i.scene_accuracy.{n}_objects"] = sum(out["t2i.passed"][i] for i in idx) / len(idx)
     out["caption.ms_per_sample"] = 1000 * t_cap / max(1, len(images))
     out["caption.nfe"], out["t2i.nfe"] = nfe_caption, nfe_t2i
     out["decode.nfe"] = max(nfe_caption, nfe_t2i)

@@ -62,4 +62,7 @@ def test_eval_with_zero_episodes_scores_captions_and_images_only(bundle, tmp_pat
     assert r.returncode == 0, r.stderr[-4000:]
     metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert metrics["caption.n"] == 2 and metrics["t2i.n"] == 2
+    by_count = sorted(k for k in metrics if k.startswith("caption.object_f1."))  # per number of objects
+    assert by_count and len(by_count) == len([k for k in metrics if k.startswith("t2i.scene_accuracy.")])
+    assert all(0.0 <= metrics[k] <= 1.0 for k in by_count)
     assert not any(k.startswith("policy.") for k in metrics)
