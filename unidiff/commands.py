@@ -56,11 +56,11 @@ def generate_main(argv: list[str] | None = None) -> int:
     p = _parser("generate", "Generate images from text prompts with a bundle.")
     p.add_argument("prompts", nargs="+")
     p.add_argument("--out", required=True, help="directory for the PNGs")
-    p.add_argument("--cfg", type=float, default=0.0, help="classifier-free guidance scale")
+    p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default: unidiff.tasks.codec.DECODE_DEFAULTS)")
     a = p.parse_args(argv)
     model = load_or_exit(a.ckpt)
     try:
-        images = model.generate(a.prompts, steps=a.steps, seed=a.seed, cfg_scale=a.cfg)
+        images = model.generate(a.prompts, steps=a.steps, seed=a.seed, **({} if a.cfg is None else {"cfg_scale": a.cfg}))
     except ValueError as e:
         sys.exit(f"unidiff: {e}")
     out = Path(a.out)

@@ -36,6 +36,18 @@ def test_one_bundle_captions_generates_and_acts(bundle):
     assert policy.stats()["chunks"] == 2  # two actions popped per decoded chunk
 
 
+def test_images_are_sampled_with_the_task_defaults_and_seeded(bundle):
+    from unidiff.tasks.codec import DECODE_DEFAULTS
+
+    m = unidiff.load(bundle)
+    prompts = ["a red cube on the left.", "there is a blue ball in the center."]
+    default = m.generate(prompts, steps=2, seed=5)
+    assert all(np.array_equal(a, b) for a, b in zip(default, m.generate(prompts, steps=2, seed=5, **DECODE_DEFAULTS["image"])))
+    assert all(np.array_equal(a, b) for a, b in zip(default, m.generate(prompts, steps=2, seed=5)))  # same seed, same image
+    argmax = m.generate(prompts, steps=2, seed=5, temperature=0.0, noise_scale=0.0, cfg_scale=0.0)  # a caller overrides
+    assert not all(np.array_equal(a, b) for a, b in zip(default, argmax))
+
+
 def test_bad_inputs_get_clear_errors(bundle, tmp_path):
     m = unidiff.load(bundle)
     with pytest.raises(ValueError, match="non-empty"):

@@ -45,9 +45,18 @@ class Codec:
         return [np.asarray(v) for v in values]
 
 
+# Decoder settings a task gets unless its caller says otherwise.  Images are sampled as MaskGIT
+# does (temperature 1, Gumbel noise on the commit order annealed from 4.5, plus CFG): with argmax
+# and a pure confidence order the flat table -- the most confident code everywhere -- is committed
+# first and the shipped bundle drew empty tables (object recall 0.07 -> 0.28 on 50 held-out
+# prompts; README, "Text-to-image decoding").  Text and actions decode by argmax.
+DECODE_DEFAULTS: dict[str, dict] = {"image": {"temperature": 1.0, "noise_scale": 4.5, "cfg_scale": 3.0}}
+
+
 def complete(model, given: dict[str, list], target: str, *, steps: int, seed: int, **decode_kw) -> tuple[list, int]:
     """The one shape of every task: tokenize the given values (one list per modality, one entry
-    per sample), decode the ``target`` segment, detokenize it.  Returns (values, NFE)."""
+    per sample), decode the ``target`` segment, detokenize it.  Returns (values, NFE).
+    ``decode_kw`` override the target's :data:`DECODE_DEFAULTS`."""
     from unidiff.canvas import prompt_canvas
     from unidiff.decode import decode
 
@@ -56,5 +65,5 @@ def complete(model, given: dict[str, list], target: str, *, steps: int, seed: in
     n = len(next(iter(encoded.values())))
     tokens, roles = prompt_canvas(model.spec, [{m: segs[i] for m, segs in encoded.items()} for i in range(n)], (target,))
     dev = next(model.net.parameters()).device
-    out = decode(model.net, tokens.to(dev), roles.to(dev), steps=steps, seeds=seed, **decode_kw)
+    out = decode(model.net, tokens.to(dev), roles.to(dev), steps=steps, seeds=seed, **{**DECODE_DEFAULTS.get(target, {}), **decode_kw})
     return codec.decode(target, out.tokens[:, model.spec.slices[target]]), out.nfe
