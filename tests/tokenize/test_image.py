@@ -59,13 +59,14 @@ def test_save_load_identical(tok, images, tmp_path):
     assert back.config == tok.config
 
 
-def test_fit_through_cli_writes_tokenizer_and_metrics(tmp_path):
+@pytest.mark.parametrize("picks", ["uniform", "spread"])
+def test_fit_through_cli_writes_tokenizer_and_metrics(tmp_path, picks):
     """`unidiff fit --config configs/vq-tiny.yaml`: the real Lightning run, end to end."""
     from unidiff.cli import main
 
     out = tmp_path / "vq"
     main(["fit", "--config", str(CONFIGS / "vq-tiny.yaml"), "--trainer.default_root_dir", str(tmp_path),
-          "--model.init_args.output_dir", str(out), "--trainer.max_steps", "6"])
+          "--model.init_args.output_dir", str(out), "--trainer.max_steps", "6", "--model.init_args.restart_picks", picks])
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["tokenizer.image.psnr"] > 5
     assert 0 < metrics["tokenizer.image.codebook_usage"] <= 1

@@ -6,11 +6,11 @@ of fit the tokenizer and its held-out metrics are written (atomically) to ``outp
 
 Loss: L1 + L2 reconstruction + the VQ codebook/commitment loss (no perceptual loss: no hub
 weights).  The codebook is initialised from encoder outputs and unused codes are restarted onto
-encoder outputs, which keeps codebook usage high without EMA machinery.  Both pick those outputs
-by k-means++ seeding (far from every code already there), not uniformly: a tabletop render is
-mostly flat table, and uniform picks land new codes on the background.  What the model reading
-and writing the codes cares about is that the same content gets the same code, measured as
-``codes_per_image`` (distinct codes in a held-out render; lower is more consistent).
+encoder outputs, which keeps codebook usage high without EMA machinery.  Those outputs are
+drawn uniformly (``restart_picks: uniform``, the shipped tokenizer's recipe) or by k-means++
+seeding (``spread``: far from every live code, so new codes go to object edges and colours rather
+than onto the flat table that most of a render is).  ``codes_per_image`` (distinct codes in a
+held-out render) measures how consistently the same content gets the same code.
 """
 from __future__ import annotations
 
@@ -168,7 +168,9 @@ class VQTokenizerModule(L.LightningModule):
         lr, warmup_steps: Adam, linear warm-up then cosine decay to 5 % at ``max_steps``.
         l1_weight, l2_weight, vq_weight: loss terms.
         restart_every: every this many steps, codes unused since the last restart are moved onto
-            encoder outputs of the current batch that no code covers yet (0 disables).
+            encoder outputs of the current batch (0 disables).
+        restart_picks: how those outputs (and the initial codebook) are picked: ``uniform`` at
+            random, or ``spread`` by k-means++ seeding (:func:`spread_picks`).
         time_budget_s: stop training after this many seconds; the learning-rate decay then follows
             whichever of steps or time runs out first, so a time-capped run still anneals.
         train_crop: train on random ``train_crop``-pixel squares of each batch (the VQ-VAE is
@@ -192,6 +194,7 @@ class VQTokenizerModule(L.LightningModule):
         l2_weight: float = 1.0,
         vq_weight: float = 1.0,
         restart_every: int = 50,
+        restart_picks: Literal["uniform", "spread"] = "uniform",
         time_budget_s: float | None = None,
         train_crop: int | None = None,
         output_dir: str | None = None,
@@ -226,14 +229,17 @@ class VQTokenizerModule(L.LightningModule):
     @torch.no_grad()
     def _restart_codes(self, h: torch.Tensor, all_codes: bool = False) -> None:
         """Move codes unused since the last restart (or all codes, to initialise the codebook from
-        data) onto encoder outputs of this batch that no live code covers yet (:func:`spread_picks`)."""
+        data) onto encoder outputs of this batch, picked as ``restart_picks`` says."""
         flat = h.permute(0, 2, 3, 1).reshape(-1, h.shape[1])
         weight = self.model.quantize.embedding.weight
         dead = torch.arange(len(weight), device=weight.device) if all_codes else (self.usage == 0).nonzero().squeeze(1)
         if len(dead):
-            live = torch.ones(len(weight), dtype=torch.bool, device=weight.device)
-            live[dead] = False
-            picks = spread_picks(flat, weight[live], len(dead))
+            if self.hparams.restart_picks == "spread":
+                live = torch.ones(len(weight), dtype=torch.bool, device=weight.device)
+                live[dead] = False
+                picks = spread_picks(flat, weight[live], len(dead))
+            else:
+                picks = flat[torch.randint(0, len(flat), (len(dead),), device=flat.device)]
             weight[dead] = picks + 1e-3 * torch.randn_like(picks)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.broadcast(weight, src=0)  # every rank keeps rank 0's codebook
