@@ -103,8 +103,8 @@ def test_shipped_tabletop_tokenizer_meets_targets():
 
 
 def test_restarts_pick_content_the_codebook_lacks():
-    """A batch of mostly background: uniform picks would land new codes on the background (the
-    duplicate-code failure of the first tabletop tokenizer); k-means++ picks take the rare patches."""
+    """A batch of mostly background: uniform picks would mostly land new codes on the background;
+    k-means++ picks take the rare patches the codebook does not cover yet."""
     torch.manual_seed(0)
     background = torch.zeros(500, 4)
     rare = torch.eye(4) * 3.0
