@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from dataclasses import asdict
 from functools import partial
+from pathlib import Path
 from typing import Literal
 
 import lightning as L
@@ -24,6 +26,11 @@ from unidiff.canvas import Batch, CanvasSpec, collate
 from unidiff.model import Backbone, BackboneConfig
 from unidiff.noise import NoiseConfig, apply_noise
 from unidiff.objective import autoregressive_loss, diffusion_loss
+
+
+def _dir_bytes(directory: Path) -> dict[str, bytes]:
+    """Relative path -> contents of every file under ``directory`` ({} when it does not exist)."""
+    return {str(f.relative_to(directory)): f.read_bytes() for f in sorted(directory.rglob("*")) if f.is_file()}
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -98,6 +105,10 @@ class UnidiffModule(L.LightningModule):
         objective: ``diffusion`` (masked diffusion, bidirectional backbone) or ``autoregressive``
             (the AR twin: next-token loss on clean tokens in the causal rank order; needs
             ``backbone.causal: true``).  Roles come from the same task mixture either way.
+        init_from: a bundle directory to start from (fine-tuning / a second training stage): its
+            weights become the initial weights and the initial EMA; its canvas, backbone and
+            tokenizers must be exactly the ones this run's data module builds.  Optimizer, step
+            and learning-rate schedule start fresh (use ``--ckpt_path`` to *resume* a run instead).
     """
 
     def __init__(
@@ -112,6 +123,7 @@ class UnidiffModule(L.LightningModule):
         min_lr_ratio: float = 0.1,
         ema_decay: float = 0.999,
         objective: Literal["diffusion", "autoregressive"] = "diffusion",
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         if objective not in ("diffusion", "autoregressive"):
@@ -139,6 +151,31 @@ class UnidiffModule(L.LightningModule):
     def configure_model(self) -> None:
         if self.net is None:
             self.build(self.trainer.datamodule.spec)
+            if self.hparams.init_from:
+                self._init_from_bundle(self.hparams.init_from, self.trainer.datamodule.tokenizers())
+
+    def _init_from_bundle(self, path: str, tokenizers: dict) -> None:
+        """Copy a bundle's weights into the freshly built net (and EMA), after checking that the
+        bundle was trained on the same canvas, backbone and tokenizers; a mismatch would silently
+        give every token id another meaning."""
+        from unidiff.bundle import load_bundle
+        from unidiff.tokenize import save_tokenizers
+
+        bundle = load_bundle(path)
+        if bundle.spec.to_dict() != self.spec.to_dict():
+            raise ValueError(f"init_from={path}: its canvas {bundle.spec.to_dict()} differs from this data's {self.spec.to_dict()}; "
+                             "fine-tune with the data settings (text_len, horizon, tokenizers) the bundle was trained with")
+        if asdict(bundle.net.cfg) != asdict(self.backbone_cfg):
+            raise ValueError(f"init_from={path}: its backbone {asdict(bundle.net.cfg)} differs from model.backbone {asdict(self.backbone_cfg)}")
+        with tempfile.TemporaryDirectory() as tmp:
+            mine = save_tokenizers(Path(tmp) / "mine", tokenizers)
+            for modality in sorted(set(tokenizers) | set(bundle.tokenizers)):
+                a, b = mine / modality, bundle.path / "tokenizers" / modality
+                if _dir_bytes(a) != _dir_bytes(b):
+                    raise ValueError(f"init_from={path}: the {modality} tokenizer this data module built differs from the bundle's "
+                                     "(different data or tokenizer settings); token ids would not mean the same")
+        self.net.load_state_dict(bundle.net.state_dict())
+        self.ema = EMAModel(self.net.parameters(), decay=self.hparams.ema_decay)
 
     def on_fit_start(self) -> None:
         self.ema.to(self.device)

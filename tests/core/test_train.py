@@ -143,3 +143,52 @@ def test_evaluate_tasks_rejects_a_bad_period():
 
     with pytest.raises(ValueError, match="every_n_steps"):
         EvaluateTasks(every_n_steps=0)
+
+
+class BinnedCopyData(CopyData):
+    """CopyData that also carries a (bin) tokenizer, fit on ``scale``-scaled values."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        from unidiff.tokenize.bins import BinTokenizer
+
+        self.bins = BinTokenizer("action", 8).fit(scale * torch.linspace(-1, 1, 64).reshape(32, 2).numpy())
+
+    def tokenizers(self) -> dict:
+        return {"action": self.bins}
+
+
+def _stage1_bundle(tmp_path, width: int = 32):
+    from unidiff.bundle import save_bundle
+
+    L.seed_everything(0)
+    m = UnidiffModule(backbone=BackboneConfig(width=width, depth=2, heads=2), noise=NoiseConfig(tasks={"caption": 1.0, "t2i": 1.0}),
+                      warmup_steps=2, ema_decay=0.9)
+    dm = BinnedCopyData()
+    _trainer(tmp_path / "stage1", 8).fit(m, datamodule=dm)
+    return save_bundle(tmp_path / "stage1" / "bundle", m.net, state_dict=m.ema_state_dict(), tokenizers=dm.tokenizers())
+
+
+def test_init_from_starts_a_second_stage_from_the_bundle_weights(tmp_path):
+    from unidiff.bundle import load_bundle
+
+    path = _stage1_bundle(tmp_path)
+    shipped = load_bundle(path).net.state_dict()
+    fresh = _module()
+    fresh.build(SPEC)
+    assert any(not torch.equal(a, shipped[n]) for n, a in fresh.net.state_dict().items())  # the test can fail
+    m = _module(init_from=str(path), lr=0.0)  # lr 0: the one step leaves the initial weights as they are
+    _trainer(tmp_path / "stage2", 1).fit(m, datamodule=BinnedCopyData())
+    for n, a in m.net.state_dict().items():
+        assert torch.equal(a, shipped[n]), n
+    for (n, _), p in zip(m.net.named_parameters(), m.ema.shadow_params):
+        assert torch.equal(p, shipped[n]), n
+
+
+@pytest.mark.parametrize("width, scale, match", [(16, 1.0, "backbone"), (32, 2.0, "action tokenizer")])
+def test_init_from_refuses_another_backbone_or_tokenizer(tmp_path, width, scale, match):
+    path = _stage1_bundle(tmp_path)
+    m = UnidiffModule(backbone=BackboneConfig(width=width, depth=2, heads=2), noise=NoiseConfig(tasks={"caption": 1.0, "t2i": 1.0}),
+                      init_from=str(path))
+    with pytest.raises(ValueError, match=match):
+        _trainer(tmp_path / "stage2", 1).fit(m, datamodule=BinnedCopyData(scale))
