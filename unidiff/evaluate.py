@@ -102,6 +102,7 @@ def evaluate_bundle(
     """Returns the flat metric dict of ``unidiff eval`` (caption.*, t2i.*, policy.*, decode.nfe:
     measured forward passes per sample, not the configured step count)."""
     from unidiff.eval import score_captions, score_images
+    from unidiff.eval.caption_binding import word_accuracy
 
     samples = heldout_scenes(scenes, image_size)
     images = [s["image"] for s in samples]
@@ -118,6 +119,8 @@ def evaluate_bundle(
         idx = [i for i, d in enumerate(truth) if len(d["objects"]) == n]
         out[f"caption.object_f1.{n}_objects"] = score_captions([captions[i] for i in idx], [truth[i] for i in idx])["object_f1"]
         out[f"t2i.scene_accuracy.{n}_objects"] = sum(out["t2i.passed"][i] for i in idx) / len(idx)
+    # binding (is the k-th name of the list about the k-th object?), apart from decoding
+    out.update({f"caption.binding.{k}": v for k, v in word_accuracy(model, samples).items()})
     out["caption.ms_per_sample"] = 1000 * t_cap / max(1, len(images))
     out["caption.nfe"], out["t2i.nfe"] = nfe_caption, nfe_t2i
     out["decode.nfe"] = max(nfe_caption, nfe_t2i)

@@ -77,4 +77,7 @@ def test_eval_with_zero_episodes_scores_captions_and_images_only(bundle, tmp_pat
     by_count = sorted(k for k in metrics if k.startswith("caption.object_f1."))  # per number of objects
     assert by_count and len(by_count) == len([k for k in metrics if k.startswith("t2i.scene_accuracy.")])
     assert all(0.0 <= metrics[k] <= 1.0 for k in by_count)
+    binding = [k for k in metrics if k.startswith("caption.binding.")]  # teacher-forced word accuracy
+    assert {"caption.binding.colour", "caption.binding.shape"} <= set(binding)
+    assert all(0.0 <= metrics[k] <= 1.0 for k in binding)
     assert not any(k.startswith("policy.") for k in metrics)
