@@ -54,12 +54,14 @@ class EvaluateTasks(Callback):
 
     Args:
         every_n_steps: evaluation period in optimizer steps.
+        eval_args: keyword arguments of the data module's ``evaluate`` for these in-training
+            evaluations, e.g. a smaller one (tabletop: ``{scenes: 100, episodes: 0}``).
     """
 
-    def __init__(self, every_n_steps: int = 1000) -> None:
+    def __init__(self, every_n_steps: int = 1000, eval_args: dict | None = None) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
-        self.every_n_steps = every_n_steps
+        self.every_n_steps, self.eval_args = every_n_steps, dict(eval_args or {})
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
@@ -69,7 +71,7 @@ class EvaluateTasks(Callback):
         net = copy.deepcopy(pl_module.net)
         net.load_state_dict(pl_module.ema_state_dict())
         model = Unidiff(net.eval(), trainer.datamodule.tokenizers(), {}, {}, Path(trainer.default_root_dir))
-        metrics = trainer.datamodule.evaluate(model)
+        metrics = trainer.datamodule.evaluate(model, **self.eval_args)
         numbers = {f"task/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         for logger in trainer.loggers:  # straight to the loggers: log_every_n_steps must not drop them
             logger.log_metrics(numbers, step=step)

@@ -159,15 +159,19 @@ class TabletopDataModule(CanvasDataModule):
         return toks
 
     # ---- evaluation of the exported bundle ----------------------------------------------------
-    def evaluate(self, model) -> dict:
+    def evaluate(self, model, scenes: int | None = None, episodes: int | None = None) -> dict:
+        """Task metrics on held-out scenes and seeded episodes; ``scenes`` / ``episodes`` override
+        ``eval_scenes`` / ``eval_episodes`` (``episodes=0``: no rollouts), e.g. for a cheaper
+        curve during training (:class:`unidiff.export.EvaluateTasks` ``eval_args``)."""
         from unidiff.evaluate import evaluate_bundle
 
         hp = self.hparams
+        episodes = hp.eval_episodes if episodes is None else episodes
         return self.tokenizer_metrics | evaluate_bundle(
             model,
-            scenes=hp.eval_scenes,
-            env_id=hp.eval_env if "action" in model.spec.modalities else None,
-            episodes=hp.eval_episodes,
+            scenes=hp.eval_scenes if scenes is None else scenes,
+            env_id=hp.eval_env if "action" in model.spec.modalities and episodes > 0 else None,
+            episodes=episodes,
             steps=hp.decode_steps,
             image_size=hp.image_size,
         )

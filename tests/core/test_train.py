@@ -102,9 +102,10 @@ class RecordingData(CopyData):
 
     def __init__(self) -> None:
         super().__init__()
-        self.calls = []
+        self.calls, self.kwargs = [], []
 
-    def evaluate(self, model) -> dict:
+    def evaluate(self, model, **kw) -> dict:
+        self.kwargs.append(kw)
         self.calls.append({k: v.clone() for k, v in model.net.state_dict().items()})
         return {"copy.score": float(len(self.calls)), "copy.note": "not a number, not logged"}
 
@@ -136,6 +137,14 @@ def test_evaluate_tasks_runs_on_ema_weights_every_n_steps(tmp_path):
     rows = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
     logged = [float(r["task/copy.score"]) for r in rows if r.get("task/copy.score")]
     assert logged == [1.0, 2.0]
+
+
+def test_evaluate_tasks_passes_its_eval_args(tmp_path):
+    from unidiff.export import EvaluateTasks
+
+    dm = RecordingData()
+    _trainer(tmp_path, 3, callbacks=[EvaluateTasks(every_n_steps=1, eval_args={"scenes": 3, "episodes": 0})]).fit(_module(), datamodule=dm)
+    assert dm.kwargs == [{"scenes": 3, "episodes": 0}] * 2  # steps 1 and 2
 
 
 def test_evaluate_tasks_rejects_a_bad_period():
