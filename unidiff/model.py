@@ -36,14 +36,37 @@ class BackboneConfig:
     # to ~3,500 steps depending on the draw, at 0.1 after ~1,000 to ~2,000.  On the tabletop recipe
     # (lr 2e-3) 0.1 was worse at 1,000 steps, so the default stays GPT-2's 0.02 (README).
     embed_std: float = 0.02
+    # rotary position embedding of queries and keys by canvas index (on top of the learned
+    # embeddings): attention can then depend on how far apart two positions are -- what a masked
+    # caption word needs to find the words before it, i.e. which object of the list it names.
+    rope: bool = False
+    rope_base: float = 10_000.0
 
     def __post_init__(self) -> None:
         if self.embed_std <= 0:
             raise ValueError(f"backbone.embed_std must be > 0, got {self.embed_std}")
         if self.width % self.heads:
             raise ValueError(f"backbone.width ({self.width}) must be divisible by backbone.heads ({self.heads})")
+        if self.rope and (self.width // self.heads) % 2:
+            raise ValueError(f"backbone.rope needs an even head width, got width {self.width} / heads {self.heads}")
+        if self.rope_base <= 1.0:
+            raise ValueError(f"backbone.rope_base must be > 1, got {self.rope_base}")
         if self.depth < 1:
             raise ValueError(f"backbone.depth must be >= 1, got {self.depth}")
+
+
+def rope_angles(positions: torch.Tensor, dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) of the rotary embedding of ``positions``: (L, dim) each, halves repeated."""
+    freqs = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    angles = positions.double().unsqueeze(1) * freqs.unsqueeze(0)
+    angles = torch.cat([angles, angles], dim=1)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (..., L, dim) queries or keys by their positions' angles (rotate-half form)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
 
 class KVCache:
@@ -91,18 +114,22 @@ class SelfAttention(nn.Module):
         self.k_norm = RmsNorm(dim // heads)
         self.proj = nn.Linear(dim, dim)
 
-    def _qkv(self, x):
+    def _qkv(self, x, rope=None):
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
-        return self.q_norm(q), self.k_norm(k), v
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return q, k, v
 
-    def kv(self, x):
+    def kv(self, x, rope=None):
         """Keys and values only (what a cache keeps of a layer nothing later reads the output of)."""
-        _, k, v = self._qkv(x)
+        _, k, v = self._qkv(x, rope)
         return k, v
 
-    def forward(self, x, mask, attend=None, outputs=None):
-        """``outputs``: only the last this many positions query (all of them still give keys/values)."""
-        q, k, v = self._qkv(x)
+    def forward(self, x, mask, attend=None, outputs=None, rope=None):
+        """``outputs``: only the last this many positions query (all of them still give keys/values).
+        ``rope``: (cos, sin) of these positions, for a backbone with rotary embeddings."""
+        q, k, v = self._qkv(x, rope)
         kv = (k, v)
         if outputs is not None:
             q, mask = q[:, :, -outputs:], None if mask is None else mask[:, -outputs:]
@@ -122,11 +149,11 @@ class Block(nn.Module):
         self.norm2 = RmsNorm(cfg.width)
         self.mlp = Mlp(cfg.width, int(cfg.width * cfg.mlp_ratio), act_layer=nn.GELU, drop=cfg.dropout)
 
-    def forward(self, x, mask, attend=None, outputs=None):
+    def forward(self, x, mask, attend=None, outputs=None, rope=None):
         """-> (hidden states of the last ``outputs`` positions (None: all; 0: none), (keys, values))."""
         if outputs == 0:
-            return x[:, :0], self.attn.kv(self.norm1(x))
-        a, kv = self.attn(self.norm1(x), mask, attend, outputs)
+            return x[:, :0], self.attn.kv(self.norm1(x), rope)
+        a, kv = self.attn(self.norm1(x), mask, attend, outputs, rope)
         x = (x if outputs is None else x[:, -outputs:]) + a
         return x + self.mlp(self.norm2(x)), kv
 
@@ -150,6 +177,10 @@ class Backbone(nn.Module):
         self.register_buffer("pos_row", rows + row_off[seg], persistent=False)
         self.register_buffer("pos_col", cols + col_off[seg], persistent=False)
         self.register_buffer("pos_mod", spec.modality_ids.clone(), persistent=False)
+        if cfg.rope:
+            cos, sin = rope_angles(torch.arange(spec.length), d // cfg.heads, cfg.rope_base)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         for m in spec.modalities:
             self.register_buffer(f"out_ids_{m}", spec.vocab.output_ids(m), persistent=False)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
@@ -207,10 +238,11 @@ class Backbone(nn.Module):
         if mask is _COMPUTE:
             mask = self.attention(positions, pos_roles, prefix_positions if prefix is not None else None)
         x = self.embed(tokens, positions)
+        rope = (self.rope_cos[positions], self.rope_sin[positions]) if self.cfg.rope else None
         kvs = []
         for i, block in enumerate(self.blocks):
             last = i == len(self.blocks) - 1
-            x, kv = block(x, mask, None if prefix is None else partial(prefix.attend, i), outputs if last else None)
+            x, kv = block(x, mask, None if prefix is None else partial(prefix.attend, i), outputs if last else None, rope)
             kvs.append(kv)
         return self.norm(x), kvs
 

@@ -14,10 +14,10 @@ def spec() -> CanvasSpec:
     return CanvasSpec(Vocab(text=20, image=9, state=5, action=7), text_len=6, image_hw=(3, 3), state_dim=2, action_shape=(3, 2))
 
 
-@pytest.fixture
-def net(spec) -> Backbone:
+@pytest.fixture(params=[False, True], ids=["learned-pos", "rope"])
+def net(spec, request) -> Backbone:
     torch.manual_seed(0)
-    return Backbone(spec, BackboneConfig(width=32, depth=2, heads=2)).eval()
+    return Backbone(spec, BackboneConfig(width=32, depth=2, heads=2, rope=request.param)).eval()
 
 
 def _random_sample(spec: CanvasSpec, g: torch.Generator) -> dict[str, torch.Tensor]:

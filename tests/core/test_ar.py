@@ -14,10 +14,10 @@ from unidiff.vocab import EOS_ID, MODALITIES, PAD_ID
 G, T, A = Role.GIVEN, Role.TARGET, Role.ABSENT
 
 
-@pytest.fixture
-def ar_net(spec) -> Backbone:
+@pytest.fixture(params=[False, True], ids=["learned-pos", "rope"])
+def ar_net(spec, request) -> Backbone:
     torch.manual_seed(0)
-    return Backbone(spec, BackboneConfig(width=32, depth=2, heads=2, causal=True)).eval()
+    return Backbone(spec, BackboneConfig(width=32, depth=2, heads=2, causal=True, rope=request.param)).eval()
 
 
 def _rank_order(pos_roles_row: torch.Tensor) -> list[int]:

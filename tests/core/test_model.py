@@ -18,3 +18,31 @@ def test_embeddings_start_at_embed_std_and_linear_layers_at_002(spec, embed_std)
 def test_embed_std_must_be_positive():
     with pytest.raises(ValueError, match="embed_std"):
         BackboneConfig(embed_std=0.0)
+
+
+def test_rope_scores_depend_only_on_the_offset():
+    from unidiff.model import apply_rope, rope_angles
+
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(16, generator=g), torch.randn(16, generator=g)
+    cos, sin = rope_angles(torch.arange(40), 16, 10_000.0)
+
+    def score(i, j):
+        return float(apply_rope(q, cos[i], sin[i]) @ apply_rope(k, cos[j], sin[j]))
+
+    assert score(3, 7) == pytest.approx(score(20, 24), abs=1e-5)
+    assert score(3, 7) != pytest.approx(score(3, 8), abs=1e-3)
+
+
+def test_rope_backbone_uses_positions_in_attention_and_loads_like_the_plain_one(spec, random_sample):
+    from unidiff.canvas import position_roles, prompt_canvas
+
+    torch.manual_seed(0)
+    rope = Backbone(spec, BackboneConfig(width=32, depth=2, heads=2, rope=True)).eval()
+    plain = Backbone(spec, BackboneConfig(width=32, depth=2, heads=2)).eval()
+    plain.load_state_dict(rope.state_dict())  # same parameters: rotary angles are not weights
+    tokens, roles = prompt_canvas(spec, [{"text": random_sample(spec, torch.Generator().manual_seed(1))["text"]}], ("image",))
+    pos_roles = position_roles(spec, roles)
+    assert not torch.allclose(rope(tokens, pos_roles), plain(tokens, pos_roles), atol=1e-4)
+    with pytest.raises(ValueError, match="even head width"):
+        BackboneConfig(width=30, heads=2, rope=True)
