@@ -108,7 +108,9 @@ class UnidiffModule(L.LightningModule):
         init_from: a bundle directory to start from (fine-tuning / a second training stage): its
             weights become the initial weights and the initial EMA; its canvas, backbone and
             tokenizers must be exactly the ones this run's data module builds.  Optimizer, step
-            and learning-rate schedule start fresh (use ``--ckpt_path`` to *resume* a run instead).
+            and learning-rate schedule start fresh (use ``--ckpt_path`` to *resume* a run instead;
+            resuming a run that has ``init_from`` loads the bundle first and then overwrites
+            everything with the checkpoint, so the bundle must still be there).
     """
 
     def __init__(
