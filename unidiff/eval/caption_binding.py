@@ -53,13 +53,13 @@ def word_accuracy(model, scenes: list[dict], batch: int = 64) -> dict[str, float
     mask_id = int(spec.mask_ids[text.start])
     head, out_ids = net.output_head("text"), net.output_ids("text")
     dev = next(net.parameters()).device
+    images = codec.encode("image", [s["image"] for s in scenes])  # one VQ pass for all scenes
     rows = []  # (tokens, pos_roles, canvas index read, true id, kind, n objects)
-    for s in scenes:
+    for s, image in zip(scenes, images):
         n = len(s["description"]["objects"])
         ids, slots = _word_slots(tok, s["caption"], n)
         if not slots:
             continue
-        image = codec.encode("image", [s["image"]])[0]
         tokens, roles = prompt_canvas(spec, [{"image": image}], ("text",))
         pos_roles = position_roles(spec, roles)[0]
         seg = text_segment(ids, spec.text_len)
