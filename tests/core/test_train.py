@@ -167,13 +167,11 @@ class BinnedCopyData(CopyData):
         return {"action": self.bins}
 
 
-def _stage1_bundle(tmp_path, width: int = 32):
+def _stage1_bundle(tmp_path):
     from unidiff.bundle import save_bundle
 
     L.seed_everything(0)
-    m = UnidiffModule(backbone=BackboneConfig(width=width, depth=2, heads=2), noise=NoiseConfig(tasks={"caption": 1.0, "t2i": 1.0}),
-                      warmup_steps=2, ema_decay=0.9)
-    dm = BinnedCopyData()
+    m, dm = _module(), BinnedCopyData()
     _trainer(tmp_path / "stage1", 8).fit(m, datamodule=dm)
     return save_bundle(tmp_path / "stage1" / "bundle", m.net, state_dict=m.ema_state_dict(), tokenizers=dm.tokenizers())
 
