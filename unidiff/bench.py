@@ -94,12 +94,13 @@ def measure(variants: dict[str, Callable[..., DecodeOutput]], task: BenchTask, b
 
 
 def decoders(model, ar_model, steps: int, schedule: str, threshold: float, remask: float, remask_budget: int,
-             compile: bool = False, temperature: float = 0.0) -> dict[str, Callable]:
+             compile: bool = False, temperature: float = 0.0, text_block: int | None = None) -> dict[str, Callable]:
     """Variant name -> decoder(tokens, roles, seeds=...) with everything else fixed.  ``cached`` is
     the fixed-schedule baseline the threshold variants are compared with (same step budget).
     ``compile``: every variant, the AR twin's too, runs its backbone through ``torch.compile``;
-    ``temperature``: every variant samples its tokens at it (0: argmax)."""
-    base = partial(decode, model, steps=steps, schedule=schedule, compile=compile, temperature=temperature)
+    ``temperature``: every variant samples its tokens at it (0: argmax); ``text_block``: every
+    diffusion variant decodes text left to right in blocks of it (None: by confidence)."""
+    base = partial(decode, model, steps=steps, schedule=schedule, compile=compile, temperature=temperature, text_block=text_block)
     out = {
         "full": partial(base, cache=False),
         "cached": partial(base, cache=True),
@@ -249,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     import unidiff
     from unidiff.bundle import write_json_atomic
     from unidiff.evaluate import bundle_decode_steps
+    from unidiff.tasks.codec import decode_settings
 
     p = argparse.ArgumentParser(prog="unidiff bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True, help="diffusion bundle directory")
@@ -263,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--remask-budget", type=int, default=2)
     p.add_argument("--temperature", type=float, default=0.0, help="token sampling temperature of every decoder (0: argmax)")
     p.add_argument("--seed", type=int, default=0, help="prompt i decodes with seed SEED + i (matters when sampling)")
+    p.add_argument("--text-block", type=int, default=None,
+                   help="diffusion text decoded left to right in blocks of this many (default: the bundle's decode setting; 0: by confidence)")
     p.add_argument("--compile", action="store_true", help="run every decoder's backbone through torch.compile (each shape compiles once, in the untimed warm-up)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
@@ -280,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--ar and --ckpt have different canvases; the twin must be trained on the same data")
     tasks = bench_tasks(model, a.n)
     steps = a.steps or bundle_decode_steps(model)
-    variants = decoders(model.net, ar_model.net if ar_model else None, steps, a.schedule, a.threshold, a.remask, a.remask_budget, a.compile, a.temperature)
+    text_block = decode_settings(model, "text").get("text_block") if a.text_block is None else (a.text_block or None)
+    variants = decoders(model.net, ar_model.net if ar_model else None, steps, a.schedule, a.threshold, a.remask, a.remask_budget, a.compile,
+                        a.temperature, text_block)
     report = {
         "ckpt": str(a.ckpt),
         "ar": a.ar,
@@ -291,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_per_task": a.n,
         "batch_sizes": a.batch_sizes,
         "decode": {"steps": steps, "schedule": a.schedule, "threshold": a.threshold, "remask": a.remask, "remask_budget": a.remask_budget,
-                   "temperature": a.temperature, "seed": a.seed},
+                   "temperature": a.temperature, "seed": a.seed, "text_block": text_block},
         "tasks": describe_tasks(model.spec, tasks),
     }
     report.update(run_bench(tasks, variants, a.batch_sizes, progress=not a.no_progress, seed=a.seed))

@@ -39,10 +39,13 @@ def _read_image(path: str) -> np.ndarray:
 def caption_main(argv: list[str] | None = None) -> int:
     p = _parser("caption", "Caption images (PNG/JPEG) with a bundle.")
     p.add_argument("images", nargs="+")
+    p.add_argument("--text-block", type=int, default=None,
+                   help="semi-autoregressive decoding: commit left to right in blocks of this many tokens (default: the bundle's setting)")
     a = p.parse_args(argv)
     model = load_or_exit(a.ckpt)
+    kw = {} if a.text_block is None else {"text_block": a.text_block}
     try:
-        caps = model.caption([_read_image(f) for f in a.images], steps=a.steps, seed=a.seed)
+        caps = model.caption([_read_image(f) for f in a.images], steps=a.steps, seed=a.seed, **kw)
     except ValueError as e:
         sys.exit(f"unidiff: {e}")
     for f, c in zip(a.images, caps):

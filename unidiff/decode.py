@@ -141,6 +141,7 @@ def decode(
     threshold: float | None = None,
     remask: float | None = None,
     remask_budget: int = 0,
+    text_block: int | None = None,
     elastic: bool = True,
     cache: bool = True,
     compile: bool = False,
@@ -165,6 +166,11 @@ def decode(
             predicted again at the next step in more context; at most ``remask_budget`` per sample.
             The fixed schedule then commits everything one step early, so the last step is left
             for what was remasked (same step budget; a step fewer when nothing was).
+        text_block: semi-autoregressive text (LLaDA): a text segment's masked positions are
+            committed left to right in blocks of this many (by confidence within a block); the
+            number committed per step still follows the schedule or threshold.  Lets a caption
+            word see the words before it, as the tokens an autoregressive model reads.  None:
+            the whole segment by confidence.
         elastic: once a text segment commits [EOS], fill the rest of it with [PAD].
         cache: compute the GIVEN part once (exact under the attention rule).
         compile: run the backbone through ``torch.compile`` (:meth:`Backbone.runner`): each new
@@ -177,6 +183,8 @@ def decode(
         raise ValueError(f"expected a (B, {spec.length}) canvas and (B, {len(spec.segments)}) roles (prompt_canvas makes both), "
                          f"got {tuple(tokens.shape)} and {tuple(roles.shape)}")
     seeds = _validate(steps, schedule, temperature, noise_scale, cfg_scale, threshold, remask, seeds, B)
+    if text_block is not None and (not isinstance(text_block, int) or text_block < 1):
+        raise ValueError(f"text_block must be a positive int or None, got {text_block!r}")
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     dev = tokens.device
     x = tokens.clone()
@@ -201,6 +209,9 @@ def decode(
     # per segment, once: its output head and, for the fixed schedule, how many of its tokens stay
     # masked after each step (gamma of the step's t times the segment's initial count)
     heads = {m: model.output_head(m) for m, _, _, _ in targets}
+    # semi-autoregressive text: a block's index outranks any confidence in the commit order
+    block_rank = {m: (torch.arange(sl.stop - sl.start, device=dev) // text_block).double() * 1e9
+                  for m, sl, _, _ in targets if m == "text" and text_block is not None}
     # with remasking the schedule is done one step early: the last step re-predicts what was remasked
     sched = steps - 1 if remask is not None and steps > 1 else steps
     keep_frac = mask_fraction(schedule, (1.0 - torch.arange(1, steps + 1, dtype=torch.float64) / sched).clamp_min(0.0))
@@ -241,6 +252,8 @@ def decode(
             if noise_scale > 0:
                 conf = conf + noise_scale * (1.0 - (k + 1) / steps) * _gumbel(conf.shape, gens, idx).to(dev)
             conf = conf.masked_fill(~masked, float("-inf"))
+            if m in block_rank:
+                conf = conf - block_rank[m]
             # the n_commit most confident masked tokens (ties: lower position first)
             order = torch.argsort(conf, dim=1, descending=True, stable=True)
             commit = masked & torch.zeros_like(masked).scatter_(1, order, torch.arange(conf.shape[1], device=dev) < n_commit.unsqueeze(1))

@@ -6,6 +6,7 @@ import copy
 import json
 from pathlib import Path
 
+import yaml
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -70,7 +71,9 @@ class EvaluateTasks(Callback):
             return
         net = copy.deepcopy(pl_module.net)
         net.load_state_dict(pl_module.ema_state_dict())
-        model = Unidiff(net.eval(), trainer.datamodule.tokenizers(), {}, {}, Path(trainer.default_root_dir))
+        # the data module's settings, as a bundle's config records them (its decode settings, ...)
+        config = {"fit_config": yaml.safe_dump({"data": {"init_args": dict(trainer.datamodule.hparams)}})}
+        model = Unidiff(net.eval(), trainer.datamodule.tokenizers(), config, {}, Path(trainer.default_root_dir))
         metrics = trainer.datamodule.evaluate(model, **self.eval_args)
         numbers = {f"task/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         for logger in trainer.loggers:  # straight to the loggers: log_every_n_steps must not drop them

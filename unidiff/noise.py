@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 
 from unidiff.canvas import Batch, CanvasSpec, Role, position_roles
+from unidiff.vocab import MODALITIES
 
 G, T = Role.GIVEN, Role.TARGET
 # Task name -> role of each modality; modalities not named are ABSENT.  "unconditional" makes
@@ -64,6 +65,11 @@ class NoiseConfig:
         condition_dropout: probability that each GIVEN segment is made ABSENT (trains CFG).
         t_min: smallest noise level drawn (keeps the ELBO weight finite).
         loss_weighting: ``elbo`` (MDLM weight) or ``uniform`` (plain masked cross-entropy).
+        suffix_masking: modality -> probability that a TARGET segment of it is masked as a suffix
+            (its last ``round(gamma(t) n)`` positions, at least one) instead of at random.  Trains
+            the reading that semi-autoregressive decoding (``decode(text_block=...)``) relies on:
+            a word predicted from the words before it, e.g. which object a caption's k-th name is
+            about.  Empty: random masking only.
     """
 
     schedule: Literal["linear", "cosine"] = "linear"
@@ -71,6 +77,7 @@ class NoiseConfig:
     condition_dropout: float = 0.1
     t_min: float = 0.02
     loss_weighting: Literal["elbo", "uniform"] = "elbo"
+    suffix_masking: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = set(self.tasks) - set(TASKS)
@@ -82,6 +89,11 @@ class NoiseConfig:
             raise ValueError(f"noise.condition_dropout must be in [0, 1), got {self.condition_dropout}")
         if not 0.0 < self.t_min < 1.0:
             raise ValueError(f"noise.t_min must be in (0, 1), got {self.t_min}")
+        for m, p in self.suffix_masking.items():
+            if m not in MODALITIES:
+                raise ValueError(f"unknown modality {m!r} in noise.suffix_masking; known: {list(MODALITIES)}")
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"noise.suffix_masking[{m!r}] must be a probability in [0, 1], got {p}")
 
 
 @dataclass
@@ -140,7 +152,16 @@ def apply_noise(spec: CanvasSpec, batch: Batch, cfg: NoiseConfig, generator: tor
     pos_roles = position_roles(spec, roles)
     t_pos = t_seg[:, seg_ids]
     is_target = pos_roles == T
-    masked = is_target & (torch.rand(B, spec.length, generator=generator).to(dev) < mask_fraction(cfg.schedule, t_pos))
+    gamma = mask_fraction(cfg.schedule, t_pos)
+    masked = is_target & (torch.rand(B, spec.length, generator=generator).to(dev) < gamma)
+    for m, p in cfg.suffix_masking.items():
+        if m in spec.slices and p > 0:
+            sl = spec.slices[m]
+            n = sl.stop - sl.start
+            n_mask = torch.round(gamma[:, sl.start] * n).clamp_min(1)
+            suffix = torch.arange(n, device=dev) >= (n - n_mask).unsqueeze(1)
+            ordered = (torch.rand(B, generator=generator) < p).to(dev).unsqueeze(1)
+            masked[:, sl] = torch.where(ordered, suffix & is_target[:, sl], masked[:, sl])
     tokens = torch.where(masked, spec.mask_ids.to(dev).expand(B, -1), batch.tokens)
     if cfg.loss_weighting == "elbo":
         weight = elbo_weight(cfg.schedule, t_pos)

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from unidiff.canvas import CanvasSpec, text_segment
+from unidiff.tasks.codec import check_decode_settings
 from unidiff.tokenize import load_tokenizers
 from unidiff.tokenize.bins import BinTokenizer
 from unidiff.tokenize.image import ImageTokenizer
@@ -46,6 +47,9 @@ class TabletopDataModule(CanvasDataModule):
         eval_scenes: held-out scenes for caption / text-to-image metrics at export.
         eval_env, eval_episodes: env and seeded episodes for the policy metric at export.
         decode_steps: decoder steps used in evaluation.
+        decode: decoder settings per target modality over ``unidiff.tasks.codec.DECODE_DEFAULTS``
+            (``decode()`` arguments, e.g. ``{text: {text_block: 4}}``); saved with the bundle, so
+            its evaluation and every ``m.caption`` / ``m.generate`` / ``m.policy`` call use them.
         seed: scene seed (held-out scenes use other seeds).
     """
 
@@ -65,11 +69,13 @@ class TabletopDataModule(CanvasDataModule):
         eval_env: str = "unidiff/TabletopPush-v0",
         eval_episodes: int = 50,
         decode_steps: int = 8,
+        decode: dict[str, dict] | None = None,
         seed: int = 0,
         batch_size: int = 64,
         num_workers: int = 0,
     ) -> None:
         super().__init__(batch_size, num_workers, shuffle_seed=seed)
+        check_decode_settings(decode)
         self.save_hyperparameters()
         toks = load_tokenizers(image_tokenizer)
         if "image" not in toks:

@@ -77,11 +77,37 @@ def test_noise_masks_only_targets_and_follows_the_schedule(spec, random_sample, 
     assert abs(float(frac) - float(mask_fraction(schedule, torch.rand(100_000, generator=g)).mean())) < 0.05
 
 
+def test_suffix_masking_masks_a_suffix_of_the_named_modality_only(spec, random_sample):
+    g = torch.Generator().manual_seed(0)
+    items = [{"tokens": random_sample(spec, g), "tasks": ("caption", "t2i", "policy", "joint")} for _ in range(256)]
+    batch = collate(spec, items)
+    cfg = NoiseConfig(condition_dropout=0.0, suffix_masking={"text": 0.5})
+    nb = apply_noise(spec, batch, cfg, torch.Generator().manual_seed(0))
+    text = spec.slices["text"]
+    rows = nb.pos_roles[:, text.start] == Role.TARGET
+    m = nb.masked[rows, text]
+    is_suffix = (m.long().diff(dim=1) >= 0).all(1) & m[:, -1]  # no visible token after a masked one
+    # about half the text targets are suffixes; random masking alone rarely makes one of 6 positions
+    frac = float(is_suffix.float().mean())
+    assert 0.45 < frac < 0.75
+    # other modalities keep random masking: their masks are not all suffixes
+    img = spec.slices["image"]
+    mi = nb.masked[nb.pos_roles[:, img.start] == Role.TARGET, img]
+    assert float(((mi.long().diff(dim=1) >= 0).all(1) & mi[:, -1]).float().mean()) < 0.3
+    # the expected masked fraction still follows the schedule
+    frac_text = m.sum() / m.numel()
+    assert abs(float(frac_text) - 0.5) < 0.08
+
+
 def test_noise_config_errors_name_the_problem():
     with pytest.raises(ValueError, match="unknown task"):
         NoiseConfig(tasks={"captioning": 1.0})
     with pytest.raises(ValueError, match="condition_dropout"):
         NoiseConfig(condition_dropout=1.5)
+    with pytest.raises(ValueError, match="unknown modality 'txt'"):
+        NoiseConfig(suffix_masking={"txt": 0.5})
+    with pytest.raises(ValueError, match="suffix_masking"):
+        NoiseConfig(suffix_masking={"text": 2.0})
 
 
 def test_task_mixture_respects_what_the_data_supports(spec, random_sample):

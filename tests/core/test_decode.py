@@ -64,6 +64,8 @@ def test_bad_arguments_are_rejected(spec, net, random_sample):
         decode(net, tokens, roles, seeds=[1, 2, 3])
     with pytest.raises(ValueError, match="canvas"):
         decode(net, tokens[:, :-1], roles)
+    with pytest.raises(ValueError, match="text_block"):
+        decode(net, tokens, roles, text_block=0)
     with pytest.raises(KeyError, match="no 'video' segment"):
         prompt_canvas(spec, _prompts(spec, 1, random_sample), ("video",))
 
@@ -118,6 +120,27 @@ def test_remasking_leaves_the_last_step_to_re_predict(spec, net, random_sample):
     # an untrained net doubts everything: what the 5th step commits goes back, the 6th re-predicts it
     busy = decode(net, tokens, roles, steps=6, remask=0.999, remask_budget=100, temperature=1.0)
     assert busy.remasked > 0 and busy.nfe == 6 and not (busy.tokens == spec.mask_ids).any()
+
+
+@pytest.mark.parametrize("block", [None, 1, 2])
+def test_text_block_commits_text_left_to_right(spec, net, random_sample, block):
+    """Semi-autoregressive text: every step's input has the masked text positions in the blocks at
+    and after the first masked one only; the plain confidence order does not."""
+    tokens, roles = prompt_canvas(spec, _prompts(spec, 4, random_sample), ("text",))
+    text, seen = spec.slices["text"], []
+    hook = net.tok_emb.register_forward_pre_hook(lambda _, args: seen.append(args[0][:, text].clone()))
+    try:
+        out = decode(net, tokens, roles, steps=6, text_block=block, cache=False, elastic=False, temperature=1.0, seeds=5)
+    finally:
+        hook.remove()
+    assert len(seen) == out.nfe == 6
+    masked = torch.stack(seen) == spec.mask_ids[text]  # (steps, B, text_len)
+    first = torch.where(masked.any(-1), masked.float().argmax(-1), masked.shape[-1])
+    pos = torch.arange(masked.shape[-1])
+    width = block or 1
+    later_blocks = pos // width > (first // width).unsqueeze(-1)
+    in_order = (masked | ~later_blocks).all()
+    assert bool(in_order) == (block is not None)
 
 
 def test_elastic_length_pads_after_eos(spec, net, random_sample):

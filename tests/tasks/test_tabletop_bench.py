@@ -51,6 +51,7 @@ def test_bench_runs_on_a_tabletop_bundle_deterministically(bundle, tmp_path, cap
     assert 0 <= pol["action_mae_floor"] <= report["results"]["policy"]["full"]["1"]["action_mae"]
     assert {"object_f1", "exact_match"} <= set(report["results"]["caption"]["cached"]["1"])
     assert "action_mae (lower is better" in capsys.readouterr().out
+    assert report["decode"]["text_block"] == 4  # the bundle's own text setting (configs/tabletop-tiny.yaml)
     # a second run with the same n decodes the same prompts to the same tokens and scores
     again = _bench(bundle, tmp_path / "b.json")
     assert _untimed(again) == _untimed(report) and again["tasks"] == report["tasks"]

@@ -48,6 +48,30 @@ def test_images_are_sampled_with_the_task_defaults_and_seeded(bundle):
     assert not all(np.array_equal(a, b) for a, b in zip(default, argmax))
 
 
+def test_the_bundle_decodes_with_its_own_settings(bundle, tmp_path):
+    """The data module's ``decode`` settings travel with the bundle (configs/tabletop-tiny.yaml:
+    semi-autoregressive captions) and a caller's arguments still override them."""
+    from unidiff.tasks.codec import check_decode_settings, decode_settings
+
+    m = unidiff.load(bundle)
+    assert decode_settings(m, "text") == {"text_block": 4}
+    assert decode_settings(m, "image")["cfg_scale"] == 3.0  # the task defaults stay under it
+    obs = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    assert m.caption(obs, steps=4) == m.caption(obs, steps=4, text_block=4)
+    with pytest.raises(ValueError, match=r"unknown decode setting\(s\) \['text_blok'\]"):
+        check_decode_settings({"text": {"text_blok": 4}})
+    with pytest.raises(ValueError, match="unknown modality 'txt'"):
+        check_decode_settings({"txt": {"text_block": 4}})
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "scene.png", obs[0])
+    cli = [sys.executable, "-m", "unidiff.cli", "caption", "--ckpt", str(bundle), "--steps", "4", str(tmp_path / "scene.png")]
+    r = subprocess.run([*cli, "--text-block", "4"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.split("\t", 1)[1].strip() == m.caption(obs[:1], steps=4)[0]
+    r = subprocess.run([*cli, "--text-block", "0"], capture_output=True, text=True)
+    assert r.returncode != 0 and "text_block must be a positive int" in r.stderr
+
+
 def test_bad_inputs_get_clear_errors(bundle, tmp_path):
     m = unidiff.load(bundle)
     with pytest.raises(ValueError, match="non-empty"):

@@ -51,12 +51,42 @@ class Codec:
 # first and the shipped bundle drew empty tables (object recall 0.050 -> 0.286 on the 200 held-out
 # prompts of `unidiff eval`; README, "Text-to-image decoding").  Text and actions decode by argmax.
 DECODE_DEFAULTS: dict[str, dict] = {"image": {"temperature": 1.0, "noise_scale": 4.5, "cfg_scale": 3.0}}
+# decode() arguments that are per call, not settings
+_PER_CALL = ("model", "tokens", "roles", "steps", "seeds")
+
+
+def check_decode_settings(settings: dict | None) -> dict[str, dict]:
+    """A data module's ``decode`` argument (target modality -> decode() keyword arguments), checked
+    by name so that a typo fails at fit time, not as a silently ignored setting."""
+    import inspect
+
+    from unidiff.decode import decode
+    from unidiff.vocab import MODALITIES
+
+    known = [p for p in inspect.signature(decode).parameters if p not in _PER_CALL]
+    for m, kw in (settings or {}).items():
+        if m not in MODALITIES:
+            raise ValueError(f"decode settings for unknown modality {m!r}; known: {list(MODALITIES)}")
+        if not isinstance(kw, dict):
+            raise ValueError(f"decode settings for {m!r} must be a mapping of decode() arguments, got {kw!r}")
+        bad = sorted(set(kw) - set(known))
+        if bad:
+            raise ValueError(f"unknown decode setting(s) {bad} for {m!r}; decode() takes {known}")
+    return {m: dict(kw) for m, kw in (settings or {}).items()}
+
+
+def decode_settings(model, target: str) -> dict:
+    """The settings ``target`` decodes with: :data:`DECODE_DEFAULTS`, then the bundle's own (its
+    data module's ``decode`` argument, e.g. semi-autoregressive captions for a model trained with
+    suffix masking)."""
+    own = check_decode_settings(model.data_config.get("decode"))
+    return {**DECODE_DEFAULTS.get(target, {}), **own.get(target, {})}
 
 
 def complete(model, given: dict[str, list], target: str, *, steps: int, seed: int, **decode_kw) -> tuple[list, int]:
     """The one shape of every task: tokenize the given values (one list per modality, one entry
     per sample), decode the ``target`` segment, detokenize it.  Returns (values, NFE).
-    ``decode_kw`` override the target's :data:`DECODE_DEFAULTS`."""
+    ``decode_kw`` override the target's :func:`decode_settings`."""
     from unidiff.canvas import prompt_canvas
     from unidiff.decode import decode
 
@@ -65,5 +95,5 @@ def complete(model, given: dict[str, list], target: str, *, steps: int, seed: in
     n = len(next(iter(encoded.values())))
     tokens, roles = prompt_canvas(model.spec, [{m: segs[i] for m, segs in encoded.items()} for i in range(n)], (target,))
     dev = next(model.net.parameters()).device
-    out = decode(model.net, tokens.to(dev), roles.to(dev), steps=steps, seeds=seed, **{**DECODE_DEFAULTS.get(target, {}), **decode_kw})
+    out = decode(model.net, tokens.to(dev), roles.to(dev), steps=steps, seeds=seed, **{**decode_settings(model, target), **decode_kw})
     return codec.decode(target, out.tokens[:, model.spec.slices[target]]), out.nfe
