@@ -100,12 +100,14 @@ def test_fit_command_leaves_a_checkpoint_and_a_bundle(tmp_path):
 class RecordingData(CopyData):
     """Records what EvaluateTasks hands to ``evaluate``: the step and the weights it saw."""
 
-    def __init__(self) -> None:
+    def __init__(self, decode: dict | None = None) -> None:
         super().__init__()
-        self.calls, self.kwargs = [], []
+        self.save_hyperparameters()
+        self.calls, self.kwargs, self.data_configs = [], [], []
 
     def evaluate(self, model, **kw) -> dict:
         self.kwargs.append(kw)
+        self.data_configs.append(model.data_config)
         self.calls.append({k: v.clone() for k, v in model.net.state_dict().items()})
         return {"copy.score": float(len(self.calls)), "copy.note": "not a number, not logged"}
 
@@ -142,9 +144,11 @@ def test_evaluate_tasks_runs_on_ema_weights_every_n_steps(tmp_path):
 def test_evaluate_tasks_passes_its_eval_args(tmp_path):
     from unidiff.export import EvaluateTasks
 
-    dm = RecordingData()
+    dm = RecordingData(decode={"text": {"text_block": 2}})
     _trainer(tmp_path, 3, callbacks=[EvaluateTasks(every_n_steps=1, eval_args={"scenes": 3, "episodes": 0})]).fit(_module(), datamodule=dm)
     assert dm.kwargs == [{"scenes": 3, "episodes": 0}] * 2  # steps 1 and 2
+    # the in-training model reports the data module's settings as a bundle would (e.g. how it decodes)
+    assert dm.data_configs[0]["decode"] == {"text": {"text_block": 2}}
 
 
 def test_evaluate_tasks_rejects_a_bad_period():
