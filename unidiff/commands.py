@@ -40,10 +40,12 @@ def caption_main(argv: list[str] | None = None) -> int:
     p = _parser("caption", "Caption images (PNG/JPEG) with a bundle.")
     p.add_argument("images", nargs="+")
     p.add_argument("--text-block", type=int, default=None,
-                   help="semi-autoregressive decoding: commit left to right in blocks of this many tokens (default: the bundle's setting)")
+                   help="commit left to right in blocks of this many tokens, 0: by confidence (default: the bundle's setting)")
     a = p.parse_args(argv)
+    if a.text_block is not None and a.text_block < 0:
+        sys.exit(f"unidiff: --text-block must be >= 0 (0: by confidence), got {a.text_block}")
     model = load_or_exit(a.ckpt)
-    kw = {} if a.text_block is None else {"text_block": a.text_block}
+    kw = {} if a.text_block is None else {"text_block": a.text_block or None}
     try:
         caps = model.caption([_read_image(f) for f in a.images], steps=a.steps, seed=a.seed, **kw)
     except ValueError as e:
@@ -130,9 +132,13 @@ def eval_main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", default=None, help="env of the policy metric (default: the env the bundle was evaluated in)")
     p.add_argument("--episodes", type=int, default=50, help="policy episodes (0 skips the policy, as in unidiff demo)")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--text-block", type=int, default=None,
+                   help="captions decoded left to right in blocks of this many tokens, 0: by confidence (default: the bundle's setting)")
     a = p.parse_args(argv)
     if a.scenes < 1 or a.episodes < 0:
         sys.exit(f"unidiff: --scenes must be >= 1 and --episodes >= 0, got {a.scenes} and {a.episodes}")
+    if a.text_block is not None and a.text_block < 0:
+        sys.exit(f"unidiff: --text-block must be >= 0 (0: by confidence), got {a.text_block}")
     model = load_or_exit(a.ckpt)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,6 +148,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     metrics = evaluate_bundle(
         model, scenes=a.scenes, env_id=env, episodes=a.episodes, steps=a.steps, workers=a.workers,
         video_dir=str(out / "videos"), image_size=bundle_image_size(model),
+        caption_kw=None if a.text_block is None else {"text_block": a.text_block or None},
     )
     write_json_atomic(out / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2))

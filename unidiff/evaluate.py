@@ -55,14 +55,15 @@ def heldout_scenes(n: int, image_size: int) -> list[dict]:
 
 
 def decode_batched(model, given: str, values: list, target: str, *, steps: int, seed: int = 0,
-                   batch: int = 50) -> tuple[list, int]:
+                   batch: int = 50, **decode_kw) -> tuple[list, int]:
     """Decode ``target`` from ``given`` values in batches (batch at offset i uses seed ``seed + i``);
-    returns the values and the NFE of one sample (forward passes)."""
+    returns the values and the NFE of one sample (forward passes).  ``decode_kw`` override the
+    bundle's decode settings."""
     from unidiff.tasks.codec import complete
 
     outs, nfe = [], 0
     for i in range(0, len(values), batch):
-        vals, n = complete(model, {given: values[i : i + batch]}, target, steps=steps, seed=seed + i)
+        vals, n = complete(model, {given: values[i : i + batch]}, target, steps=steps, seed=seed + i, **decode_kw)
         outs += vals
         nfe = max(nfe, n)
     return outs, nfe
@@ -98,9 +99,11 @@ def evaluate_bundle(
     workers: int = 1,
     video_dir: str | None = None,
     batch: int = 50,
+    caption_kw: dict | None = None,
 ) -> dict:
     """Returns the flat metric dict of ``unidiff eval`` (caption.*, t2i.*, policy.*, decode.nfe:
-    measured forward passes per sample, not the configured step count)."""
+    measured forward passes per sample, not the configured step count).  ``caption_kw``: decoder
+    settings for the captions over the bundle's (e.g. ``{"text_block": None}``: by confidence)."""
     from unidiff.eval import score_captions, score_images
     from unidiff.eval.caption_binding import word_accuracy
 
@@ -109,7 +112,7 @@ def evaluate_bundle(
     truth = [s["description"] for s in samples]
 
     t0 = time.perf_counter()
-    captions, nfe_caption = decode_batched(model, "image", images, "text", steps=steps, batch=batch)
+    captions, nfe_caption = decode_batched(model, "image", images, "text", steps=steps, batch=batch, **(caption_kw or {}))
     t_cap = time.perf_counter() - t0
     generated, nfe_t2i = decode_batched(model, "text", [s["caption"] for s in samples], "image", steps=steps, batch=batch)
     out = {f"caption.{k}": v for k, v in score_captions(captions, truth).items()}

@@ -68,8 +68,11 @@ def test_the_bundle_decodes_with_its_own_settings(bundle, tmp_path):
     cli = [sys.executable, "-m", "unidiff.cli", "caption", "--ckpt", str(bundle), "--steps", "4", str(tmp_path / "scene.png")]
     r = subprocess.run([*cli, "--text-block", "4"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.split("\t", 1)[1].strip() == m.caption(obs[:1], steps=4)[0]
+    r = subprocess.run([*cli, "--text-block", "-1"], capture_output=True, text=True)
+    assert r.returncode != 0 and "--text-block must be >= 0" in r.stderr
+    # 0: by confidence, the decoder's own default
     r = subprocess.run([*cli, "--text-block", "0"], capture_output=True, text=True)
-    assert r.returncode != 0 and "text_block must be a positive int" in r.stderr
+    assert r.returncode == 0 and r.stdout.split("\t", 1)[1].strip() == m.caption(obs[:1], steps=4, text_block=None)[0]
 
 
 def test_bad_inputs_get_clear_errors(bundle, tmp_path):
@@ -88,6 +91,8 @@ def test_bad_inputs_get_clear_errors(bundle, tmp_path):
     assert r.returncode != 0 and "no bundle at" in r.stderr
     r = subprocess.run([sys.executable, "-m", "unidiff.cli", "eval", "--ckpt", str(bundle), "--out", str(tmp_path / "e"), "--episodes", "-1"], capture_output=True, text=True)
     assert r.returncode != 0 and "--episodes >= 0" in r.stderr and not (tmp_path / "e").exists()
+    r = subprocess.run([sys.executable, "-m", "unidiff.cli", "eval", "--ckpt", str(bundle), "--out", str(tmp_path / "e"), "--text-block", "-2"], capture_output=True, text=True)
+    assert r.returncode != 0 and "--text-block must be >= 0" in r.stderr and not (tmp_path / "e").exists()
 
 
 def test_eval_with_zero_episodes_scores_captions_and_images_only(bundle, tmp_path):
