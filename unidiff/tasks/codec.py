@@ -2,6 +2,8 @@
 decoded segments back into values, with the bundle's tokenizers.  Tasks are thin on top of it."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -55,15 +57,21 @@ DECODE_DEFAULTS: dict[str, dict] = {"image": {"temperature": 1.0, "noise_scale":
 _PER_CALL = ("model", "tokens", "roles", "steps", "seeds")
 
 
-def check_decode_settings(settings: dict | None) -> dict[str, dict]:
-    """A data module's ``decode`` argument (target modality -> decode() keyword arguments), checked
-    by name so that a typo fails at fit time, not as a silently ignored setting."""
+@functools.cache
+def _decode_settings_names() -> tuple[str, ...]:
     import inspect
 
     from unidiff.decode import decode
+
+    return tuple(p for p in inspect.signature(decode).parameters if p not in _PER_CALL)
+
+
+def check_decode_settings(settings: dict | None) -> dict[str, dict]:
+    """A data module's ``decode`` argument (target modality -> decode() keyword arguments), checked
+    by name so that a typo fails at fit time, not as a silently ignored setting."""
     from unidiff.vocab import MODALITIES
 
-    known = [p for p in inspect.signature(decode).parameters if p not in _PER_CALL]
+    known = list(_decode_settings_names())
     for m, kw in (settings or {}).items():
         if m not in MODALITIES:
             raise ValueError(f"decode settings for unknown modality {m!r}; known: {list(MODALITIES)}")
