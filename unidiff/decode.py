@@ -168,7 +168,8 @@ def decode(
             for what was remasked (same step budget; a step fewer when nothing was).
         text_block: semi-autoregressive text (LLaDA): a text segment's masked positions are
             committed left to right in blocks of this many (by confidence within a block); the
-            number committed per step still follows the schedule or threshold.  Lets a caption
+            number committed per step still follows the schedule, or with ``threshold`` is the
+            leading run of tokens above it in that order.  Lets a caption
             word see the words before it, as the tokens an autoregressive model reads.  None:
             the whole segment by confidence.
         elastic: once a text segment commits [EOS], fill the rest of it with [PAD].
@@ -241,21 +242,23 @@ def decode(
                 pick = logits.argmax(-1)
             conf = logp.gather(-1, pick.unsqueeze(-1)).squeeze(-1).double()
             p_pick = conf.exp()  # the probability each token would be committed with
-            n_masked = masked.sum(1)
-            if last:
-                n_commit = n_masked
-            elif threshold is not None:
-                n_commit = ((p_pick > threshold) & masked).sum(1)
-            else:
-                n_commit = n_masked - keep[m][k]
-            n_commit = torch.minimum(torch.clamp(n_commit, min=1), n_masked)
             if noise_scale > 0:
                 conf = conf + noise_scale * (1.0 - (k + 1) / steps) * _gumbel(conf.shape, gens, idx).to(dev)
             conf = conf.masked_fill(~masked, float("-inf"))
             if m in block_rank:
                 conf = conf - block_rank[m]
-            # the n_commit most confident masked tokens (ties: lower position first)
+            # commit order: the most confident masked tokens first (ties: lower position first)
             order = torch.argsort(conf, dim=1, descending=True, stable=True)
+            n_masked = masked.sum(1)
+            if last:
+                n_commit = n_masked
+            elif threshold is not None:
+                sure = (p_pick > threshold) & masked
+                # left to right: the leading run of sure tokens (a sure token behind an unsure one waits)
+                n_commit = sure.gather(1, order).long().cumprod(1).sum(1) if m in block_rank else sure.sum(1)
+            else:
+                n_commit = n_masked - keep[m][k]
+            n_commit = torch.minimum(torch.clamp(n_commit, min=1), n_masked)
             commit = masked & torch.zeros_like(masked).scatter_(1, order, torch.arange(conf.shape[1], device=dev) < n_commit.unsqueeze(1))
             seg_x = torch.where(commit, ids[pick], torch.where(masked, mask_ids[sl], seg_x))
             masked = masked & ~commit

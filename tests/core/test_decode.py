@@ -122,18 +122,18 @@ def test_remasking_leaves_the_last_step_to_re_predict(spec, net, random_sample):
     assert busy.remasked > 0 and busy.nfe == 6 and not (busy.tokens == spec.mask_ids).any()
 
 
-@pytest.mark.parametrize("block", [None, 1, 2])
-def test_text_block_commits_text_left_to_right(spec, net, random_sample, block):
+@pytest.mark.parametrize("block,threshold", [(None, None), (1, None), (2, None), (1, 0.2)])
+def test_text_block_commits_text_left_to_right(spec, net, random_sample, block, threshold):
     """Semi-autoregressive text: every step's input has the masked text positions in the blocks at
     and after the first masked one only; the plain confidence order does not."""
     tokens, roles = prompt_canvas(spec, _prompts(spec, 4, random_sample), ("text",))
     text, seen = spec.slices["text"], []
     hook = net.tok_emb.register_forward_pre_hook(lambda _, args: seen.append(args[0][:, text].clone()))
     try:
-        out = decode(net, tokens, roles, steps=6, text_block=block, cache=False, elastic=False, temperature=1.0, seeds=5)
+        out = decode(net, tokens, roles, steps=6, text_block=block, threshold=threshold, cache=False, elastic=False, temperature=1.0, seeds=5)
     finally:
         hook.remove()
-    assert len(seen) == out.nfe == 6
+    assert len(seen) == out.nfe and (out.nfe == 6 or threshold is not None)
     masked = torch.stack(seen) == spec.mask_ids[text]  # (steps, B, text_len)
     first = torch.where(masked.any(-1), masked.float().argmax(-1), masked.shape[-1])
     pos = torch.arange(masked.shape[-1])
