@@ -249,6 +249,7 @@ def table(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     import unidiff
     from unidiff.bundle import write_json_atomic
+    from unidiff.commands import add_text_block_arg, text_block_kw
     from unidiff.evaluate import bundle_decode_steps
     from unidiff.tasks.codec import decode_settings
 
@@ -265,8 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--remask-budget", type=int, default=2)
     p.add_argument("--temperature", type=float, default=0.0, help="token sampling temperature of every decoder (0: argmax)")
     p.add_argument("--seed", type=int, default=0, help="prompt i decodes with seed SEED + i (matters when sampling)")
-    p.add_argument("--text-block", type=int, default=None,
-                   help="diffusion text decoded left to right in blocks of this many (default: the bundle's decode setting; 0: by confidence)")
+    add_text_block_arg(p, "the diffusion variants' text")
     p.add_argument("--compile", action="store_true", help="run every decoder's backbone through torch.compile (each shape compiles once, in the untimed warm-up)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--ar and --ckpt have different canvases; the twin must be trained on the same data")
     tasks = bench_tasks(model, a.n)
     steps = a.steps or bundle_decode_steps(model)
-    text_block = decode_settings(model, "text").get("text_block") if a.text_block is None else (a.text_block or None)
+    text_block = text_block_kw(a.text_block).get("text_block", decode_settings(model, "text").get("text_block"))
     variants = decoders(model.net, ar_model.net if ar_model else None, steps, a.schedule, a.threshold, a.remask, a.remask_budget, a.compile,
                         a.temperature, text_block)
     report = {

@@ -27,6 +27,21 @@ def load_or_exit(path: str):
         sys.exit(f"unidiff: {e}")
 
 
+def add_text_block_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """``--text-block N`` (caption, eval, bench): left-to-right text in blocks of N, 0: by confidence."""
+    p.add_argument("--text-block", type=int, default=None,
+                   help=f"{what} decoded left to right in blocks of this many tokens, 0: by confidence (default: the bundle's setting)")
+
+
+def text_block_kw(text_block: int | None) -> dict:
+    """``--text-block`` as decode() keyword arguments: {} keeps the bundle's setting."""
+    if text_block is None:
+        return {}
+    if text_block < 0:
+        sys.exit(f"unidiff: --text-block must be >= 0 (0: by confidence), got {text_block}")
+    return {"text_block": text_block or None}
+
+
 def _read_image(path: str) -> np.ndarray:
     import imageio.v3 as iio
 
@@ -39,13 +54,10 @@ def _read_image(path: str) -> np.ndarray:
 def caption_main(argv: list[str] | None = None) -> int:
     p = _parser("caption", "Caption images (PNG/JPEG) with a bundle.")
     p.add_argument("images", nargs="+")
-    p.add_argument("--text-block", type=int, default=None,
-                   help="commit left to right in blocks of this many tokens, 0: by confidence (default: the bundle's setting)")
+    add_text_block_arg(p, "captions")
     a = p.parse_args(argv)
-    if a.text_block is not None and a.text_block < 0:
-        sys.exit(f"unidiff: --text-block must be >= 0 (0: by confidence), got {a.text_block}")
+    kw = text_block_kw(a.text_block)
     model = load_or_exit(a.ckpt)
-    kw = {} if a.text_block is None else {"text_block": a.text_block or None}
     try:
         caps = model.caption([_read_image(f) for f in a.images], steps=a.steps, seed=a.seed, **kw)
     except ValueError as e:
@@ -132,13 +144,11 @@ def eval_main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", default=None, help="env of the policy metric (default: the env the bundle was evaluated in)")
     p.add_argument("--episodes", type=int, default=50, help="policy episodes (0 skips the policy, as in unidiff demo)")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--text-block", type=int, default=None,
-                   help="captions decoded left to right in blocks of this many tokens, 0: by confidence (default: the bundle's setting)")
+    add_text_block_arg(p, "captions")
     a = p.parse_args(argv)
     if a.scenes < 1 or a.episodes < 0:
         sys.exit(f"unidiff: --scenes must be >= 1 and --episodes >= 0, got {a.scenes} and {a.episodes}")
-    if a.text_block is not None and a.text_block < 0:
-        sys.exit(f"unidiff: --text-block must be >= 0 (0: by confidence), got {a.text_block}")
+    caption_kw = text_block_kw(a.text_block)
     model = load_or_exit(a.ckpt)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -148,7 +158,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     metrics = evaluate_bundle(
         model, scenes=a.scenes, env_id=env, episodes=a.episodes, steps=a.steps, workers=a.workers,
         video_dir=str(out / "videos"), image_size=bundle_image_size(model),
-        caption_kw=None if a.text_block is None else {"text_block": a.text_block or None},
+        caption_kw=caption_kw,
     )
     write_json_atomic(out / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2))
