@@ -73,11 +73,14 @@ def rollout_policy(model, env_id: str, episodes: int, *, steps: int, image_size:
                    workers: int = 1, video_dir: str | None = None, n_videos: int = 2, n_action_steps: int | None = None) -> dict:
     """Seeded rollouts of the bundle's policy (episode i uses env seed ``EVAL_EPISODE_SEED + i``),
     rendering at ``image_size``; returns :func:`unidiff.eval.evaluate_policy`'s result.
-    ``n_action_steps``: actions executed from each chunk before re-planning (None: all)."""
+    ``n_action_steps``: actions executed from each chunk before re-planning (None: all).
+    One worker drives ``model`` itself (so a model in training, with no bundle on disk yet, can be
+    rolled out); more workers each load the bundle at ``model.path``."""
     from unidiff.eval import evaluate_policy
 
+    kw = dict(steps=steps, seed=seed, n_action_steps=n_action_steps)
     return evaluate_policy(
-        partial(make_policy, str(model.path), steps=steps, seed=seed, n_action_steps=n_action_steps),
+        partial(model.policy, **kw) if workers == 1 else partial(make_policy, str(model.path), **kw),
         env_id,
         episodes,
         start_seed=EVAL_EPISODE_SEED,
@@ -132,6 +135,7 @@ def evaluate_bundle(
                              video_dir=video_dir)
         for k in ("success_rate", "ci95_low", "ci95_high", "episodes"):
             out[f"policy.{env_id}.{k}"] = res[k]
+        out.update({f"policy.{env_id}.{k}": v for k, v in res.get("diagnostics", {}).items()})
         for k in ("ms_per_chunk", "nfe"):
             if k in res:
                 out[f"policy.{k}"] = res[k]

@@ -80,3 +80,36 @@ def test_scene_sample_has_image_caption_description():
     s = tabletop.scene_sample(7)
     assert s["image"].shape == (64, 64, 3)
     assert s["caption"] and s["description"]["objects"]
+
+
+def _drive(env, act, steps):
+    """Step ``act(env)`` until the episode ends or ``steps`` run out; -> last info."""
+    for _ in range(steps):
+        _, _, terminated, truncated, info = env.step(act(env))
+        if terminated or truncated:
+            break
+    return info
+
+
+def test_diagnostics_tell_failures_apart():
+    from unidiff_envs.experts import TabletopExpert
+
+    # the expert pushes the named object all the way; diagnostics start at zero
+    env = unidiff_envs.make("unidiff/TabletopPush-v0", size=32).unwrapped
+    _, info = env.reset(seed=3)
+    assert info["diagnostics"] == {"touched_target": 0.0, "touched_other": 0.0, "push_progress": 0.0}
+    expert = TabletopExpert(env)
+    info = _drive(env, lambda e: expert(), 150)
+    assert info["success"] and info["diagnostics"]["touched_target"] == 1.0 and info["diagnostics"]["push_progress"] == 1.0
+    env.close()
+    # going to the wrong object: touched another, not the named one, no success
+    env = unidiff_envs.make("unidiff/TabletopReach-v0", size=32).unwrapped
+    for seed in range(100):  # a scene with a second object
+        env.reset(seed=seed)
+        if len(env.scene.objects) > 1:
+            break
+    other = next(o for o in env.scene.objects if o.name != env.spec_task.target)
+    expert = TabletopExpert(env)
+    info = _drive(env, lambda e: expert._goto(e.pusher_pos(), np.array(e.object_xy(other.name)), 0.0), 60)
+    assert info["diagnostics"] == {"touched_target": 0.0, "touched_other": 1.0} and not info["success"]
+    env.close()

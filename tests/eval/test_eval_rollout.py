@@ -56,6 +56,12 @@ def test_expert_pushes():
     result = evaluate_policy(ExpertPolicy, "unidiff/TabletopPush-v0", episodes=3, env_kwargs=SMALL,
                              progress=False)
     assert result["successes"] >= 2, result["per_episode"]
+    # diagnostics: kept per episode, averaged in the summary; a success pushed the named object all the way
+    for e in result["per_episode"]:
+        if e["success"]:
+            assert e["diagnostics"]["touched_target"] == 1.0 and e["diagnostics"]["push_progress"] == 1.0
+    for k in ("touched_target", "touched_other", "push_progress"):
+        assert result["diagnostics"][k] == np.mean([e["diagnostics"][k] for e in result["per_episode"]])
 
 
 def test_policy_hooks_stats_and_max_steps():
@@ -64,6 +70,8 @@ def test_policy_hooks_stats_and_max_steps():
     assert result["success_rate"] == 0.0 and result["ci95_low"] == 0.0
     assert [e["steps"] for e in result["per_episode"]] == [5, 5]
     assert result["nfe"] == 4 and result["ms_per_chunk"] == 8.0 and "other" not in result
+    # straight up from the start height: nothing touched (reach has no push progress)
+    assert result["diagnostics"] == {"touched_target": 0.0, "touched_other": 0.0}
     assert result["control_hz"] > 0
 
 

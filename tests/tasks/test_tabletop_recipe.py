@@ -14,7 +14,8 @@ def test_bundle_holds_every_tokenizer_and_the_eval_metrics(bundle):
     m = unidiff.load(bundle)
     assert set(m.tokenizers) == {"text", "image", "state", "action"}
     for key in ("caption.exact_match", "caption.object_f1", "t2i.scene_accuracy", "policy.unidiff/TabletopPush-v0.success_rate",
-                "policy.unidiff/TabletopPush-v0.ci95_low", "policy.ms_per_chunk", "decode.nfe",
+                "policy.unidiff/TabletopPush-v0.ci95_low", "policy.unidiff/TabletopPush-v0.touched_target",
+                "policy.unidiff/TabletopPush-v0.push_progress", "policy.ms_per_chunk", "decode.nfe",
                 "tokenizer.action.max_abs_error", "tokenizer.action.mean_abs_error", "tokenizer.image.psnr"):
         assert key in m.metrics, key
 
@@ -34,6 +35,24 @@ def test_one_bundle_captions_generates_and_acts(bundle):
     acts = [policy.select_action({**obs, "instruction": info["instruction"]}) for _ in range(4)]
     assert all(a.shape == env.action_space.shape for a in acts)
     assert policy.stats()["chunks"] == 2  # two actions popped per decoded chunk
+
+
+def test_one_worker_rolls_out_the_model_in_memory(bundle, tmp_path):
+    """A model in training has no bundle on disk yet (EvaluateTasks): one worker drives the model
+    itself, with the same episodes as a policy loaded from the bundle."""
+    from functools import partial
+
+    from unidiff.eval import evaluate_policy
+    from unidiff.evaluate import EVAL_EPISODE_SEED, make_policy, rollout_policy
+
+    m = unidiff.load(bundle)
+    m.path = tmp_path / "not-a-bundle-yet"
+    got = rollout_policy(m, "unidiff/TabletopPush-v0", 2, steps=2, image_size=32)
+    want = evaluate_policy(partial(make_policy, str(bundle), steps=2, seed=0, n_action_steps=None), "unidiff/TabletopPush-v0",
+                           2, start_seed=EVAL_EPISODE_SEED, env_kwargs={"size": 32}, progress=False)
+    drop = ("policy_ms_per_step", "ms_per_chunk")
+    assert [{k: v for k, v in e.items() if k not in drop} for e in got["per_episode"]] == \
+        [{k: v for k, v in e.items() if k not in drop} for e in want["per_episode"]]
 
 
 def test_images_are_sampled_with_the_task_defaults_and_seeded(bundle):

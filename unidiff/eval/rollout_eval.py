@@ -9,7 +9,9 @@ script that uses workers must call this under `if __name__ == "__main__":`).
 A policy is any object with `reset()` and `select_action(obs) -> np.ndarray`; `obs` is the env
 observation plus `obs["instruction"]`.  Optional hooks: `reset(seed=...)` if it accepts a seed,
 `stats() -> dict` (`nfe`, `ms_per_chunk`, averaged over episodes) and `attach(env)`, which
-only privileged baselines such as `ExpertPolicy` use.
+only privileged baselines such as `ExpertPolicy` use.  Where the env reports
+`info["diagnostics"]` (the tabletop: touched the named object, touched another, push progress),
+its last values are kept per episode and averaged in the result's `diagnostics`.
 """
 from __future__ import annotations
 
@@ -109,6 +111,8 @@ def _run_episode(index: int) -> dict:
            "instruction": info["instruction"], "policy_ms_per_step": 1000 * policy_s / max(steps, 1)}
     stats = policy.stats() if callable(getattr(policy, "stats", None)) else {}
     out.update({k: float(stats[k]) for k in POLICY_STATS if k in stats})
+    if "diagnostics" in info:  # how far the episode got, where the env says (tabletop)
+        out["diagnostics"] = {k: float(v) for k, v in info["diagnostics"].items()}
     if record:
         fps = env.metadata.get("render_fps", 20)
         name = f"{w['env_id'].replace('/', '_')}_ep{index:04d}_seed{seed}_{'success' if success else 'fail'}"
@@ -145,6 +149,9 @@ def _summarise(results: list[dict], start_seed: int) -> dict:
         vals = [r[key] for r in results if key in r]
         if vals:
             out[key] = float(np.mean(vals))
+    diagnostics = [r["diagnostics"] for r in results if "diagnostics" in r]
+    if diagnostics:  # each averaged over the episodes: a rate for the 0/1 ones
+        out["diagnostics"] = {k: float(np.mean([d[k] for d in diagnostics])) for k in diagnostics[0]}
     out["per_episode"] = results
     return out
 

@@ -4,6 +4,8 @@ Observation: {"image": uint8 (S, S, 3) top-down RGB, "state": float32 (6,) pushe
 Action: float32 (3,) in [-1, 1], a velocity command for the pusher (x, y, z).  The instruction,
 caption and structured description are in `info` (and on the env), since gym spaces do not
 carry free text well.  Episodes end on success (`info["success"]`) or after `max_steps`.
+`info["diagnostics"]` says how far an episode got (see `TabletopEnv.diagnostics`), so a failed
+rollout can be told apart: never reached the named object, touched another one, pushed too little.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 
 from unidiff_envs.tabletop.language import caption, describe
 from unidiff_envs.tabletop.model import Camera, body_xy, build_model, place_scene
-from unidiff_envs.tabletop.tasks import TaskSpec, relation_holds, sample_task
+from unidiff_envs.tabletop.tasks import PUSH_MARGIN, RELATION_AXIS, TaskSpec, relation_holds, sample_task
 
 FRAME_SKIP = 10          # 10 x 5 ms physics = 20 Hz control
 ACTION_GAIN = 0.04       # actuator set-point offset per unit action (about 0.4 m/s at full speed)
@@ -70,19 +72,42 @@ class TabletopEnv(gym.Env):
     def describe(self) -> dict:
         return describe(self.current_scene())
 
-    def _touching(self, name: str) -> bool:
-        names = [o.name for o in self.scene.objects]
-        geom = self.model.geom(self._bodies[names.index(name)]).id
+    def _touching_now(self) -> set[str]:
+        """Names of the objects the pusher is in contact with now."""
+        touched = set()
         for c in self.data.contact[: self.data.ncon]:
-            if {int(c.geom1), int(c.geom2)} == {geom, self._pusher_geom}:
-                return True
-        return False
+            g1, g2 = int(c.geom1), int(c.geom2)
+            if self._pusher_geom in (g1, g2):
+                name = self._geom_names.get(g2 if g1 == self._pusher_geom else g1)
+                if name is not None:
+                    touched.add(name)
+        return touched
+
+    def _push_remaining(self) -> float:
+        """How much further (m) the target must move along the push axis for the relation to hold."""
+        spec = self.spec_task
+        axis, sign = RELATION_AXIS[spec.relation]
+        target, reference = self.object_xy(spec.target), self.object_xy(spec.reference)
+        return sign * (reference[axis] + sign * PUSH_MARGIN - target[axis])
 
     def is_success(self) -> bool:
         spec = self.spec_task
         if spec.task == "reach":
-            return self._touching(spec.target)
+            return spec.target in self._touching_now()
         return relation_holds(self.object_xy(spec.target), self.object_xy(spec.reference), spec.relation)
+
+    def diagnostics(self) -> dict[str, float]:
+        """How far the episode has got, to tell failures apart: ``touched_target`` / ``touched_other``
+        (1.0 if the pusher has touched the named object / any other object at a control step since
+        reset) and, for push, ``push_progress``: the fraction of the needed distance the target has
+        moved toward success (0 at reset, 1 once the relation holds, negative the wrong way;
+        clipped to [-1, 1])."""
+        target = self.spec_task.target
+        out = {"touched_target": float(target in self._touched), "touched_other": float(bool(self._touched - {target}))}
+        if self.spec_task.task == "push":
+            progress = 1.0 - self._push_remaining() / self._push_needed
+            out["push_progress"] = float(np.clip(progress, -1.0, 1.0))
+        return out
 
     # --- gym API -------------------------------------------------------------------------
     def _obs(self) -> dict:
@@ -91,7 +116,7 @@ class TabletopEnv(gym.Env):
 
     def _info(self) -> dict:
         return {"success": bool(self.is_success()), "instruction": self.instruction,
-                "task": self.spec_task.to_dict()}
+                "task": self.spec_task.to_dict(), "diagnostics": self.diagnostics()}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -99,11 +124,14 @@ class TabletopEnv(gym.Env):
         self._phrasing = int(self.np_random.integers(4))
         mujoco.mj_resetData(self.model, self.data)
         self._bodies = place_scene(self.model, self.data, self.scene)
+        self._geom_names = {self.model.geom(b).id: o.name for b, o in zip(self._bodies, self.scene.objects)}
         start = np.array([*self.np_random.uniform(-0.2, 0.2, size=2), TRAVEL_Z])
         self.data.qpos[self._pusher_q] = start
         self.data.ctrl[:] = start
         mujoco.mj_forward(self.model, self.data)
-        self._steps = 0
+        self._steps, self._touched = 0, set()
+        # sampled push goals never hold at reset, so the distance still to go is positive
+        self._push_needed = max(self._push_remaining(), 1e-6) if self.spec_task.task == "push" else None
         return self._obs(), self._info()
 
     def step(self, action):
@@ -113,6 +141,7 @@ class TabletopEnv(gym.Env):
         self.data.ctrl[:] = np.clip(self.pusher_pos() + ACTION_GAIN * a, self._lo, self._hi)
         mujoco.mj_step(self.model, self.data, nstep=FRAME_SKIP)
         self._steps += 1
+        self._touched |= self._touching_now()
         info = self._info()
         terminated = info["success"]
         truncated = (not terminated) and self._steps >= self.max_steps
