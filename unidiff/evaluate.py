@@ -109,6 +109,7 @@ def evaluate_bundle(
     settings for the captions over the bundle's (e.g. ``{"text_block": None}``: by confidence)."""
     from unidiff.eval import score_captions, score_images
     from unidiff.eval.caption_binding import word_accuracy
+    from unidiff.eval.policy_heading import bundle_heading
 
     samples = heldout_scenes(scenes, image_size)
     images = [s["image"] for s in samples]
@@ -136,6 +137,9 @@ def evaluate_bundle(
         for k in ("success_rate", "ci95_low", "ci95_high", "episodes"):
             out[f"policy.{env_id}.{k}"] = res[k]
         out.update({f"policy.{env_id}.{k}": v for k, v in res.get("diagnostics", {}).items()})
+        # does it head the right way?  its first chunk against the expert's (unidiff.eval.policy_heading)
+        heading = bundle_heading(model, env_id, episodes, steps=steps, image_size=image_size)
+        out[f"policy.{env_id}.heading_agreement"] = heading["heading_agreement"]
         for k in ("ms_per_chunk", "nfe"):
             if k in res:
                 out[f"policy.{k}"] = res[k]

@@ -51,6 +51,9 @@ class TabletopDataModule(CanvasDataModule):
             (``decode()`` arguments, e.g. ``{text: {text_block: 4}}``); saved with the bundle, so
             its evaluation and every ``m.caption`` / ``m.generate`` / ``m.policy`` call use them.
         seed: scene seed (held-out scenes use other seeds).
+        tokenizers_from: a bundle whose text, action and state tokenizers to reuse instead of fitting
+            them to this data.  Fine-tuning a bundle (``model.init_from``) on other data needs it:
+            BPE merges and bin edges fit to new data give ids other meanings (or another count).
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class TabletopDataModule(CanvasDataModule):
         decode_steps: int = 8,
         decode: dict[str, dict] | None = None,
         seed: int = 0,
+        tokenizers_from: str | None = None,
         batch_size: int = 64,
         num_workers: int = 0,
     ) -> None:
@@ -97,12 +101,15 @@ class TabletopDataModule(CanvasDataModule):
             return
         hp = self.hparams
         scenes, windows = self._raw()
-        texts = [s["caption"] for s in scenes] + [w["instruction"] for w in windows]
-        self.text_tok = TextTokenizer.train(texts, vocab_size=hp.text_vocab_size)
         policy = bool(windows)
-        if policy:
-            self.action_tok = BinTokenizer("action", hp.action_bins).fit(np.stack([w["actions"] for w in windows]).reshape(-1, windows[0]["actions"].shape[-1]))
-            self.state_tok = BinTokenizer("state", hp.state_bins).fit(np.stack([w["state"] for w in windows]))
+        if hp.tokenizers_from is not None:
+            self._reuse_tokenizers(hp.tokenizers_from, policy)
+        else:
+            texts = [s["caption"] for s in scenes] + [w["instruction"] for w in windows]
+            self.text_tok = TextTokenizer.train(texts, vocab_size=hp.text_vocab_size)
+            if policy:
+                self.action_tok = BinTokenizer("action", hp.action_bins).fit(np.stack([w["actions"] for w in windows]).reshape(-1, windows[0]["actions"].shape[-1]))
+                self.state_tok = BinTokenizer("state", hp.state_bins).fit(np.stack([w["state"] for w in windows]))
         grid = self.image_tok.grid_shape
         vocab = Vocab(
             text=self.text_tok.vocab_size,
@@ -131,6 +138,17 @@ class TabletopDataModule(CanvasDataModule):
             held = windows[:n_val_w] or windows
             self.tokenizer_metrics.update(self.action_tok.metrics(np.concatenate([w["actions"] for w in held])))
             self.tokenizer_metrics.update(self.state_tok.metrics(np.stack([w["state"] for w in held])))
+
+    def _reuse_tokenizers(self, bundle: str, policy: bool) -> None:
+        """Take the text (and, with episodes, action and state) tokenizers of ``bundle``."""
+        toks = load_tokenizers(Path(bundle) / "tokenizers")
+        need = ["text"] + (["action", "state"] if policy else [])
+        missing = [m for m in need if m not in toks]
+        if missing:
+            raise ValueError(f"data.tokenizers_from={bundle} has no {', '.join(missing)} tokenizer (it has {sorted(toks)})")
+        self.text_tok = toks["text"]
+        if policy:
+            self.action_tok, self.state_tok = toks["action"], toks["state"]
 
     def _tokenize(self, scenes: list[dict], windows: list[dict]) -> list[dict]:
         spec, v = self._spec, self._spec.vocab

@@ -166,7 +166,8 @@ class UnidiffModule(L.LightningModule):
         bundle = load_bundle(path)
         if bundle.spec.to_dict() != self.spec.to_dict():
             raise ValueError(f"init_from={path}: its canvas {bundle.spec.to_dict()} differs from this data's {self.spec.to_dict()}; "
-                             "fine-tune with the data settings (text_len, horizon, tokenizers) the bundle was trained with")
+                             "fine-tune with the data settings (text_len, horizon) the bundle was trained with, and its tokenizers "
+                             f"(data.init_args.tokenizers_from: {path})")
         if asdict(bundle.net.cfg) != asdict(self.backbone_cfg):
             raise ValueError(f"init_from={path}: its backbone {asdict(bundle.net.cfg)} differs from model.backbone {asdict(self.backbone_cfg)}")
         with tempfile.TemporaryDirectory() as tmp:
@@ -175,7 +176,7 @@ class UnidiffModule(L.LightningModule):
                 a, b = mine / modality, bundle.path / "tokenizers" / modality
                 if _dir_bytes(a) != _dir_bytes(b):
                     raise ValueError(f"init_from={path}: the {modality} tokenizer this data module built differs from the bundle's "
-                                     "(different data or tokenizer settings); token ids would not mean the same")
+                                     f"(different data or tokenizer settings); token ids would not mean the same: reuse the bundle's with data.init_args.tokenizers_from: {path}")
         self.net.load_state_dict(bundle.net.state_dict())
         self.ema = EMAModel(self.net.parameters(), decay=self.hparams.ema_decay)
 

@@ -15,7 +15,8 @@ def test_bundle_holds_every_tokenizer_and_the_eval_metrics(bundle):
     assert set(m.tokenizers) == {"text", "image", "state", "action"}
     for key in ("caption.exact_match", "caption.object_f1", "t2i.scene_accuracy", "policy.unidiff/TabletopPush-v0.success_rate",
                 "policy.unidiff/TabletopPush-v0.ci95_low", "policy.unidiff/TabletopPush-v0.touched_target",
-                "policy.unidiff/TabletopPush-v0.push_progress", "policy.ms_per_chunk", "decode.nfe",
+                "policy.unidiff/TabletopPush-v0.push_progress", "policy.unidiff/TabletopPush-v0.heading_agreement",
+                "policy.ms_per_chunk", "decode.nfe",
                 "tokenizer.action.max_abs_error", "tokenizer.action.mean_abs_error", "tokenizer.image.psnr"):
         assert key in m.metrics, key
 
@@ -129,3 +130,29 @@ def test_eval_with_zero_episodes_scores_captions_and_images_only(bundle, tmp_pat
     assert {"caption.binding.colour", "caption.binding.shape"} <= set(binding)
     assert all(0.0 <= metrics[k] <= 1.0 for k in binding)
     assert not any(k.startswith("policy.") for k in metrics)
+
+
+def test_a_stage_on_other_data_reuses_the_bundle_tokenizers(bundle):
+    """More scenes and more episodes refit the BPE and the bins, so ``init_from`` refuses the
+    bundle (token ids would change meaning) and says what to do; ``data.tokenizers_from`` takes
+    the bundle's tokenizers and the stage trains."""
+    from pathlib import Path
+
+    from unidiff.train import _dir_bytes
+
+    root, repo = bundle.parents[1], Path(__file__).resolve().parents[2]
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "unidiff.cli", *args], capture_output=True, text=True, cwd=root)
+
+    r = cli("collect", "--env", "unidiff/TabletopPush-v0", "--episodes", "2", "--seed", "50", "--size", "32", "--out", str(root / "push-more"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    fit = ["fit", "--config", str(repo / "configs/tabletop-tiny.yaml"), "--data.init_args.image_tokenizer", str(root / "vq" / "tokenizer"),
+           "--data.init_args.episodes", f"[{root / 'push'}, {root / 'push-more'}]", "--data.init_args.scenes", "24",
+           "--model.init_args.init_from", str(bundle)]
+    r = cli(*fit, "--trainer.default_root_dir", str(root / "refit"))
+    assert r.returncode != 0 and "tokenizers_from" in r.stderr
+    r = cli(*fit, "--trainer.default_root_dir", str(root / "reuse"), "--data.init_args.tokenizers_from", str(bundle))
+    assert r.returncode == 0, r.stderr[-4000:]
+    for modality in ("text", "action", "state", "image"):
+        assert _dir_bytes(root / "reuse" / "bundle" / "tokenizers" / modality) == _dir_bytes(bundle / "tokenizers" / modality)
