@@ -4,10 +4,10 @@ Closed-loop success mixes reading the scene (which object the instruction names,
 with control (one wrong chunk and the episode drifts where no demonstration went).  This probe
 isolates the first, as ``caption_binding`` does for captions: for held-out env seeds the policy
 plans from the reset observation, and the scripted expert (privileged, no noise) acts from the
-same state for as many steps (both executed).  ``heading_agreement`` is the fraction of the expert's large
-commands (|a| > 0.5, any dimension) whose sign the policy's actions match -- 0.5 is a coin, 1 is
-the expert -- and ``action_mae`` the mean absolute difference over those steps (``action_mae_zero``:
-what all-zero actions would score).
+same state for as many steps (both executed).  ``heading_agreement`` is the fraction of the
+expert's large commands (|a| > 0.5, any dimension) whose sign the policy's actions match -- 0.5
+is a coin, 1 is the expert -- and ``action_mae`` the mean absolute difference over those steps
+(``action_mae_zero``: what all-zero actions would score).
 
     python -m unidiff.eval.policy_heading --ckpt BUNDLE [--episodes 50]   # prints JSON
 """
