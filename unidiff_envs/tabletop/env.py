@@ -15,7 +15,7 @@ import numpy as np
 
 from unidiff_envs.tabletop.language import caption, describe
 from unidiff_envs.tabletop.model import Camera, body_xy, build_model, place_scene
-from unidiff_envs.tabletop.tasks import PUSH_MARGIN, RELATION_AXIS, TaskSpec, relation_holds, sample_task
+from unidiff_envs.tabletop.tasks import TaskSpec, relation_gap, relation_holds, sample_task
 
 FRAME_SKIP = 10          # 10 x 5 ms physics = 20 Hz control
 ACTION_GAIN = 0.04       # actuator set-point offset per unit action (about 0.4 m/s at full speed)
@@ -86,9 +86,7 @@ class TabletopEnv(gym.Env):
     def _push_remaining(self) -> float:
         """How much further (m) the target must move along the push axis for the relation to hold."""
         spec = self.spec_task
-        axis, sign = RELATION_AXIS[spec.relation]
-        target, reference = self.object_xy(spec.target), self.object_xy(spec.reference)
-        return sign * (reference[axis] + sign * PUSH_MARGIN - target[axis])
+        return relation_gap(self.object_xy(spec.target), self.object_xy(spec.reference), spec.relation)
 
     def is_success(self) -> bool:
         spec = self.spec_task

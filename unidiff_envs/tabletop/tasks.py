@@ -33,10 +33,17 @@ class TaskSpec:
                 "reference": self.reference}
 
 
+def relation_gap(target: tuple[float, float], reference: tuple[float, float], relation: str,
+                 margin: float = PUSH_MARGIN) -> float:
+    """How much further (m) the target must move along the relation's axis for it to hold
+    (negative once it holds)."""
+    axis, sign = RELATION_AXIS[relation]
+    return margin - sign * (target[axis] - reference[axis])
+
+
 def relation_holds(target: tuple[float, float], reference: tuple[float, float], relation: str,
                    margin: float = PUSH_MARGIN) -> bool:
-    axis, sign = RELATION_AXIS[relation]
-    return sign * (target[axis] - reference[axis]) > margin
+    return relation_gap(target, reference, relation, margin) < 0
 
 
 def push_plan(target: SceneObject, reference: SceneObject, relation: str) -> tuple[int, int, float, float]:
