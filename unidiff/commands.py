@@ -42,6 +42,20 @@ def text_block_kw(text_block: int | None) -> dict:
     return {"text_block": text_block or None}
 
 
+def add_cfg_arg(p: argparse.ArgumentParser) -> None:
+    """``--cfg W`` (generate, eval): classifier-free guidance of the images."""
+    p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale of the images (default: unidiff.tasks.codec.DECODE_DEFAULTS)")
+
+
+def cfg_kw(cfg: float | None) -> dict:
+    """``--cfg`` as decode() keyword arguments: {} keeps the default."""
+    if cfg is None:
+        return {}
+    if cfg < 0:
+        sys.exit(f"unidiff: --cfg must be >= 0 (0: no guidance), got {cfg}")
+    return {"cfg_scale": cfg}
+
+
 def _read_image(path: str) -> np.ndarray:
     import imageio.v3 as iio
 
@@ -73,11 +87,12 @@ def generate_main(argv: list[str] | None = None) -> int:
     p = _parser("generate", "Generate images from text prompts with a bundle.")
     p.add_argument("prompts", nargs="+")
     p.add_argument("--out", required=True, help="directory for the PNGs")
-    p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default: unidiff.tasks.codec.DECODE_DEFAULTS)")
+    add_cfg_arg(p)
     a = p.parse_args(argv)
+    image_kw = cfg_kw(a.cfg)
     model = load_or_exit(a.ckpt)
     try:
-        images = model.generate(a.prompts, steps=a.steps, seed=a.seed, **({} if a.cfg is None else {"cfg_scale": a.cfg}))
+        images = model.generate(a.prompts, steps=a.steps, seed=a.seed, **image_kw)
     except ValueError as e:
         sys.exit(f"unidiff: {e}")
     out = Path(a.out)
@@ -145,10 +160,11 @@ def eval_main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=50, help="policy episodes (0 skips the policy, as in unidiff demo)")
     p.add_argument("--workers", type=int, default=1)
     add_text_block_arg(p, "captions")
+    add_cfg_arg(p)
     a = p.parse_args(argv)
     if a.scenes < 1 or a.episodes < 0:
         sys.exit(f"unidiff: --scenes must be >= 1 and --episodes >= 0, got {a.scenes} and {a.episodes}")
-    caption_kw = text_block_kw(a.text_block)
+    caption_kw, image_kw = text_block_kw(a.text_block), cfg_kw(a.cfg)
     model = load_or_exit(a.ckpt)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +174,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     metrics = evaluate_bundle(
         model, scenes=a.scenes, env_id=env, episodes=a.episodes, steps=a.steps, workers=a.workers,
         video_dir=str(out / "videos"), image_size=bundle_image_size(model),
-        caption_kw=caption_kw,
+        caption_kw=caption_kw, image_kw=image_kw,
     )
     write_json_atomic(out / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2))

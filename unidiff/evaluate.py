@@ -103,10 +103,12 @@ def evaluate_bundle(
     video_dir: str | None = None,
     batch: int = 50,
     caption_kw: dict | None = None,
+    image_kw: dict | None = None,
 ) -> dict:
     """Returns the flat metric dict of ``unidiff eval`` (caption.*, t2i.*, policy.*, decode.nfe:
     measured forward passes per sample, not the configured step count).  ``caption_kw``: decoder
-    settings for the captions over the bundle's (e.g. ``{"text_block": None}``: by confidence)."""
+    settings for the captions over the bundle's (e.g. ``{"text_block": None}``: by confidence);
+    ``image_kw`` the same for the images (e.g. ``{"cfg_scale": 0.0}``)."""
     from unidiff.eval import score_captions, score_images
     from unidiff.eval.caption_binding import word_accuracy
     from unidiff.eval.policy_heading import bundle_heading
@@ -118,7 +120,7 @@ def evaluate_bundle(
     t0 = time.perf_counter()
     captions, nfe_caption = decode_batched(model, "image", images, "text", steps=steps, batch=batch, **(caption_kw or {}))
     t_cap = time.perf_counter() - t0
-    generated, nfe_t2i = decode_batched(model, "text", [s["caption"] for s in samples], "image", steps=steps, batch=batch)
+    generated, nfe_t2i = decode_batched(model, "text", [s["caption"] for s in samples], "image", steps=steps, batch=batch, **(image_kw or {}))
     out = {f"caption.{k}": v for k, v in score_captions(captions, truth).items()}
     out.update({f"t2i.{k}": v for k, v in score_images(generated, truth).items()})
     # where a model fails: the same two scores per number of objects in the scene

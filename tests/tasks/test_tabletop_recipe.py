@@ -113,15 +113,23 @@ def test_bad_inputs_get_clear_errors(bundle, tmp_path):
     assert r.returncode != 0 and "--episodes >= 0" in r.stderr and not (tmp_path / "e").exists()
     r = subprocess.run([sys.executable, "-m", "unidiff.cli", "eval", "--ckpt", str(bundle), "--out", str(tmp_path / "e"), "--text-block", "-2"], capture_output=True, text=True)
     assert r.returncode != 0 and "--text-block must be >= 0" in r.stderr and not (tmp_path / "e").exists()
+    r = subprocess.run([sys.executable, "-m", "unidiff.cli", "eval", "--ckpt", str(bundle), "--out", str(tmp_path / "e"), "--cfg", "-1"], capture_output=True, text=True)
+    assert r.returncode != 0 and "--cfg must be >= 0" in r.stderr and not (tmp_path / "e").exists()
 
 
 def test_eval_with_zero_episodes_scores_captions_and_images_only(bundle, tmp_path):
     import json
 
-    r = subprocess.run([sys.executable, "-m", "unidiff.cli", "eval", "--ckpt", str(bundle), "--out", str(tmp_path / "e"),
-                        "--scenes", "2", "--episodes", "0", "--steps", "2"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-4000:]
-    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    def run_eval(out, *extra):
+        r = subprocess.run([sys.executable, "-m", "unidiff.cli", "eval", "--ckpt", str(bundle), "--out", str(tmp_path / out),
+                            "--scenes", "2", "--episodes", "0", "--steps", "2", *extra], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-4000:]
+        return json.loads((tmp_path / out / "metrics.json").read_text())
+
+    metrics = run_eval("e")
+    assert metrics["t2i.nfe"] == 4  # the default image guidance costs a second pass per step
+    unguided = run_eval("e0", "--cfg", "0")  # --cfg reaches the image decoder only
+    assert unguided["t2i.nfe"] == 2 and unguided["caption.object_f1"] == metrics["caption.object_f1"]
     assert metrics["caption.n"] == 2 and metrics["t2i.n"] == 2
     by_count = sorted(k for k in metrics if k.startswith("caption.object_f1."))  # per number of objects
     assert by_count and len(by_count) == len([k for k in metrics if k.startswith("t2i.scene_accuracy.")])
