@@ -259,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="JSON report path")
     p.add_argument("--n", type=int, default=64, help="held-out prompts per task (a multiple of every batch size)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--tasks", nargs="+", default=None, help="only these tasks (caption, t2i, policy; default: every task of the bundle's world)")
     p.add_argument("--steps", type=int, default=None, help="decoder steps (default: the data module's decode_steps, else 8)")
     p.add_argument("--schedule", default="cosine", help="fixed mask schedule of the diffusion decoder")
     p.add_argument("--threshold", type=float, default=0.9)
@@ -283,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         if ar_model.spec != model.spec:
             p.error("--ar and --ckpt have different canvases; the twin must be trained on the same data")
     tasks = bench_tasks(model, a.n)
+    if a.tasks is not None:
+        unknown = sorted(set(a.tasks) - {t.name for t in tasks})
+        if unknown:
+            p.error(f"--tasks {unknown}: this bundle's tasks are {[t.name for t in tasks]}")
+        tasks = [t for t in tasks if t.name in a.tasks]
     steps = a.steps or bundle_decode_steps(model)
     text_block = text_block_kw(a.text_block).get("text_block", decode_settings(model, "text").get("text_block"))
     variants = decoders(model.net, ar_model.net if ar_model else None, steps, a.schedule, a.threshold, a.remask, a.remask_budget, a.compile,

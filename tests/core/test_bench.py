@@ -82,6 +82,18 @@ def test_bench_rejects_swapped_bundles_and_bad_sizes(bundles, tmp_path):
         cli_main(["bench", "--ckpt", str(bundles["diffusion"]), "--ar", str(bundles["diffusion"]), "--out", out])
     with pytest.raises(SystemExit):
         cli_main(["bench", "--ckpt", str(bundles["diffusion"]), "--out", out, "--n", "5", "--batch-sizes", "2"])
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "--ckpt", str(bundles["diffusion"]), "--out", out, "--tasks", "captions"])
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_bench_runs_only_the_tasks_asked_for(bundles, tmp_path):
+    out = tmp_path / "b.json"
+    argv = ["bench", "--ckpt", str(bundles["diffusion"]), "--out", str(out), "--n", "2", "--batch-sizes", "1", "--no-progress"]
+    assert cli_main(argv + ["--tasks", "caption", "policy"]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == set(report["tasks"]) == set(report["step_costs"]) == {"caption", "policy"}
+    assert "policy_cached_3x_faster_and_identical" in report["checks"] and "t2i_threshold_2x_fewer_nfe_within_1pt" not in report["checks"]
 
 
 def _cells(quality: dict[str, float]) -> dict:
