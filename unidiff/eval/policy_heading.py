@@ -85,7 +85,7 @@ def bundle_heading(model, env_id: str, episodes: int, *, steps: int, image_size:
 
 def main(argv: list[str] | None = None) -> int:
     from unidiff.bundle import load_bundle
-    from unidiff.evaluate import DEFAULT_ENV, bundle_env_id, bundle_image_size
+    from unidiff.evaluate import bundle_env_id, bundle_image_size
 
     p = argparse.ArgumentParser(prog="python -m unidiff.eval.policy_heading", description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True, help="bundle directory with a policy")
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_bundle(a.ckpt)
     if "action" not in model.spec.modalities:
         p.error(f"bundle {a.ckpt} has no policy (its modalities: {', '.join(model.spec.modalities)})")
-    env_id = bundle_env_id(model) or DEFAULT_ENV
+    env_id = bundle_env_id(model)  # the bundle's eval env, else the tabletop default (it has an action segment)
     print(json.dumps(bundle_heading(model, env_id, a.episodes, steps=a.steps, image_size=bundle_image_size(model)), indent=2))
     return 0
 
