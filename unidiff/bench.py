@@ -249,9 +249,8 @@ def table(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     import unidiff
     from unidiff.bundle import write_json_atomic
-    from unidiff.commands import add_text_block_arg, text_block_kw
-    from unidiff.evaluate import bundle_decode_steps
-    from unidiff.tasks.codec import decode_settings
+    from unidiff.commands import add_text_block_arg, positive_int, text_block_kw
+    from unidiff.tasks.codec import bundle_steps, decode_settings
 
     p = argparse.ArgumentParser(prog="unidiff bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True, help="diffusion bundle directory")
@@ -260,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=64, help="held-out prompts per task (a multiple of every batch size)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     p.add_argument("--tasks", nargs="+", default=None, help="only these tasks (caption, t2i, policy; default: every task of the bundle's world)")
-    p.add_argument("--steps", type=int, default=None, help="decoder steps (default: the data module's decode_steps, else 8)")
+    p.add_argument("--steps", type=positive_int, default=None, help="decoder steps of every task, so that the variants compare at one budget (default: the data module's decode_steps, else 8)")
     p.add_argument("--schedule", default="cosine", help="fixed mask schedule of the diffusion decoder")
     p.add_argument("--threshold", type=float, default=0.9)
     p.add_argument("--remask", type=float, default=0.3)
@@ -289,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             p.error(f"--tasks {unknown}: this bundle's tasks are {[t.name for t in tasks]}")
         tasks = [t for t in tasks if t.name in a.tasks]
-    steps = a.steps or bundle_decode_steps(model)
+    steps = a.steps or bundle_steps(model)
     text_block = text_block_kw(a.text_block).get("text_block", decode_settings(model, "text").get("text_block"))
     variants = decoders(model.net, ar_model.net if ar_model else None, steps, a.schedule, a.threshold, a.remask, a.remask_budget, a.compile,
                         a.temperature, text_block)

@@ -11,10 +11,23 @@ import numpy as np
 from unidiff.bundle import BundleError, load_bundle
 
 
+def positive_int(text: str) -> int:
+    """argparse type of counts that must be >= 1 (``--steps``): refused before any work."""
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def add_steps_arg(p: argparse.ArgumentParser) -> None:
+    """``--steps N``: decoder steps of every task; default: the bundle's own for each."""
+    p.add_argument("--steps", type=positive_int, default=None, help="decoder steps (default: the bundle's for each task)")
+
+
 def _parser(prog: str, doc: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"unidiff {prog}", description=doc)
     p.add_argument("--ckpt", required=True, help="bundle directory (e.g. runs/x/bundle)")
-    p.add_argument("--steps", type=int, default=8, help="decoding steps")
+    add_steps_arg(p)
     p.add_argument("--seed", type=int, default=0)
     return p
 

@@ -40,24 +40,27 @@ def run_demo(model, out_dir, *, scenes: int = 8, prompts=DEFAULT_PROMPTS, episod
     skipped too for a bundle without an action segment.  ``wall_s`` counts from ``started`` (a
     ``time.perf_counter()`` value, e.g. taken before loading the bundle), else from this call."""
     from unidiff.eval import parse_caption, score_captions, score_images, write_report
-    from unidiff.evaluate import (EVAL_SCENE_SEED, bundle_decode_steps, bundle_env_id, bundle_image_size,
+    from unidiff.evaluate import (EVAL_SCENE_SEED, bundle_env_id, bundle_image_size,
                                   decode_batched, heldout_scenes, rollout_policy)
+    from unidiff.tasks.codec import target_steps
 
     t_start = time.perf_counter() if started is None else started
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    steps = int(steps or bundle_decode_steps(model))
     size = bundle_image_size(model)
     prompts = list(prompts or [])
     env_id = bundle_env_id(model) if episodes else None
     stages = sum(map(bool, (scenes, prompts, env_id)))
     stage = 0
-    metrics: dict = {"demo.bundle": str(model.path), "demo.seed": seed, "demo.steps": steps, "demo.image_size": size}
+    task_steps = {t: target_steps(model, m, steps) for t, m in (("caption", "text"), ("t2i", "image"), ("policy", "action"))
+                  if m in model.spec.modalities}
+    metrics: dict = {"demo.bundle": str(model.path), "demo.seed": seed, "demo.image_size": size,
+                     **{f"{t}.steps": n for t, n in task_steps.items()}}
     sections: list[dict] = []
 
     if scenes:
         stage += 1
-        log(f"[{stage}/{stages}] captioning {scenes} held-out scenes ({size}x{size}, {steps} steps)")
+        log(f"[{stage}/{stages}] captioning {scenes} held-out scenes ({size}x{size}, {task_steps['caption']} steps)")
         t0 = time.perf_counter()
         samples = heldout_scenes(scenes, size)
         images = [s["image"] for s in samples]
@@ -80,7 +83,7 @@ def run_demo(model, out_dir, *, scenes: int = 8, prompts=DEFAULT_PROMPTS, episod
 
     if prompts:
         stage += 1
-        log(f"[{stage}/{stages}] generating {len(prompts)} images from prompts ({steps} steps)")
+        log(f"[{stage}/{stages}] generating {len(prompts)} images from prompts ({task_steps['t2i']} steps)")
         t0 = time.perf_counter()
         generated, nfe = decode_batched(model, "text", prompts, "image", steps=steps, seed=seed)
         # a prompt is scored by what it names (parsed with the caption parser); one that names no
@@ -147,7 +150,8 @@ def run_demo(model, out_dir, *, scenes: int = 8, prompts=DEFAULT_PROMPTS, episod
 
 def summary(metrics: dict, out_dir) -> str:
     """A few human lines about a :func:`run_demo` result."""
-    lines = [f"unidiff demo of {metrics['demo.bundle']} ({metrics['demo.image_size']}px images, {metrics['demo.steps']} decoder steps)"]
+    steps = ", ".join(f"{t} {metrics[f'{t}.steps']}" for t in ("caption", "t2i", "policy") if f"{t}.steps" in metrics)
+    lines = [f"unidiff demo of {metrics['demo.bundle']} ({metrics['demo.image_size']}px images; decoder steps: {steps})"]
     if "caption.n" in metrics:
         lines.append(f"  captioning     {metrics['caption.n']:>3} held-out scenes  object F1 {metrics['caption.object_f1']:.3f}"
                      f"   exact match {metrics['caption.exact_match']:.3f}")
@@ -166,7 +170,7 @@ def summary(metrics: dict, out_dir) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from unidiff.bundle import BundleError, shipped_bundle_path
-    from unidiff.commands import check_action_space, load_or_exit
+    from unidiff.commands import add_steps_arg, check_action_space, load_or_exit
     from unidiff.evaluate import bundle_env_id
 
     p = argparse.ArgumentParser(
@@ -178,14 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes", type=int, default=8, help="held-out scenes to caption (0: skip)")
     p.add_argument("--prompts", nargs="+", default=list(DEFAULT_PROMPTS), help="text-to-image prompts")
     p.add_argument("--episodes", type=int, default=2, help="policy episodes, with videos (0: skip)")
-    p.add_argument("--steps", type=int, default=None, help="decoder steps (default: the bundle's evaluation setting)")
+    add_steps_arg(p)
     p.add_argument("--seed", type=int, default=0, help="decoder seed (scenes and episodes are the fixed held-out ones)")
     a = p.parse_args(argv)
     for name in ("scenes", "episodes"):
         if getattr(a, name) < 0:
             sys.exit(f"unidiff demo: --{name} must be >= 0")
-    if a.steps is not None and a.steps < 1:
-        sys.exit("unidiff demo: --steps must be >= 1")
     if any(not t.strip() for t in a.prompts):
         sys.exit("unidiff demo: prompts must be non-empty strings")
     started = time.perf_counter()

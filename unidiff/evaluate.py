@@ -39,9 +39,12 @@ def bundle_env_id(model) -> str | None:
     return str(model.data_config.get("eval_env") or DEFAULT_ENV)
 
 
-def bundle_decode_steps(model, default: int = 8) -> int:
-    """Decoder steps the bundle was evaluated with at fit time (``data.decode_steps``)."""
-    return int(model.data_config.get("decode_steps") or default)
+def bundle_decode_steps(model, target: str) -> int:
+    """Decoder steps the bundle decodes ``target`` with (its ``data.decode`` setting for that
+    target, else ``data.decode_steps``, else 8): what its evaluation at fit time used."""
+    from unidiff.tasks.codec import target_steps
+
+    return target_steps(model, target)
 
 
 # ---- shared pieces ------------------------------------------------------------------------------
@@ -54,11 +57,11 @@ def heldout_scenes(n: int, image_size: int) -> list[dict]:
     return [data[i] for i in range(len(data))]
 
 
-def decode_batched(model, given: str, values: list, target: str, *, steps: int, seed: int = 0,
+def decode_batched(model, given: str, values: list, target: str, *, steps: int | None = None, seed: int = 0,
                    batch: int = 50, **decode_kw) -> tuple[list, int]:
     """Decode ``target`` from ``given`` values in batches (batch at offset i uses seed ``seed + i``);
-    returns the values and the NFE of one sample (forward passes).  ``decode_kw`` override the
-    bundle's decode settings."""
+    returns the values and the NFE of one sample (forward passes).  ``steps`` (None: the bundle's
+    for ``target``) and ``decode_kw`` override the bundle's decode settings."""
     from unidiff.tasks.codec import complete
 
     outs, nfe = [], 0
@@ -69,7 +72,7 @@ def decode_batched(model, given: str, values: list, target: str, *, steps: int, 
     return outs, nfe
 
 
-def rollout_policy(model, env_id: str, episodes: int, *, steps: int, image_size: int, seed: int = 0,
+def rollout_policy(model, env_id: str, episodes: int, *, steps: int | None = None, image_size: int, seed: int = 0,
                    workers: int = 1, video_dir: str | None = None, n_videos: int = 2, n_action_steps: int | None = None) -> dict:
     """Seeded rollouts of the bundle's policy (episode i uses env seed ``EVAL_EPISODE_SEED + i``),
     rendering at ``image_size``; returns :func:`unidiff.eval.evaluate_policy`'s result.
@@ -97,7 +100,7 @@ def evaluate_bundle(
     scenes: int = 200,
     env_id: str | None = None,
     episodes: int = 50,
-    steps: int = 8,
+    steps: int | None = None,
     image_size: int = 64,
     workers: int = 1,
     video_dir: str | None = None,
@@ -106,12 +109,14 @@ def evaluate_bundle(
     image_kw: dict | None = None,
 ) -> dict:
     """Returns the flat metric dict of ``unidiff eval`` (caption.*, t2i.*, policy.*, decode.nfe:
-    measured forward passes per sample, not the configured step count).  ``caption_kw``: decoder
+    measured forward passes per sample, not the configured step count).  ``steps``: every task's
+    decoder steps (None: the bundle's per task, recorded as ``<task>.steps``).  ``caption_kw``: decoder
     settings for the captions over the bundle's (e.g. ``{"text_block": None}``: by confidence);
     ``image_kw`` the same for the images (e.g. ``{"cfg_scale": 0.0}``)."""
     from unidiff.eval import score_captions, score_images
     from unidiff.eval.caption_binding import word_accuracy
     from unidiff.eval.policy_heading import bundle_heading
+    from unidiff.tasks.codec import target_steps
 
     samples = heldout_scenes(scenes, image_size)
     images = [s["image"] for s in samples]
@@ -132,6 +137,7 @@ def evaluate_bundle(
     out.update({f"caption.binding.{k}": v for k, v in word_accuracy(model, samples).items()})
     out["caption.ms_per_sample"] = 1000 * t_cap / max(1, len(images))
     out["caption.nfe"], out["t2i.nfe"] = nfe_caption, nfe_t2i
+    out["caption.steps"], out["t2i.steps"] = target_steps(model, "text", steps), target_steps(model, "image", steps)
     out["decode.nfe"] = max(nfe_caption, nfe_t2i)
     if env_id is not None:
         res = rollout_policy(model, env_id, episodes, steps=steps, image_size=image_size, workers=workers,
@@ -145,4 +151,5 @@ def evaluate_bundle(
         for k in ("ms_per_chunk", "nfe"):
             if k in res:
                 out[f"policy.{k}"] = res[k]
+        out["policy.steps"] = target_steps(model, "action", steps)
     return out

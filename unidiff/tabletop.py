@@ -46,10 +46,11 @@ class TabletopDataModule(CanvasDataModule):
         val_fraction: share of scenes and episodes held out for validation loss.
         eval_scenes: held-out scenes for caption / text-to-image metrics at export.
         eval_env, eval_episodes: env and seeded episodes for the policy metric at export.
-        decode_steps: decoder steps used in evaluation.
+        decode_steps: decoder steps of every target that ``decode`` gives none.
         decode: decoder settings per target modality over ``unidiff.tasks.codec.DECODE_DEFAULTS``
-            (``decode()`` arguments, e.g. ``{text: {text_block: 4}}``); saved with the bundle, so
-            its evaluation and every ``m.caption`` / ``m.generate`` / ``m.policy`` call use them.
+            (``decode()`` arguments, e.g. ``{text: {text_block: 4, steps: 24}}``); saved with the
+            bundle, so its evaluation and every ``m.caption`` / ``m.generate`` / ``m.policy`` call
+            use them.
         seed: scene seed (held-out scenes use other seeds).
         tokenizers_from: a bundle whose text, action and state tokenizers to reuse instead of fitting
             them to this data.  Fine-tuning a bundle (``model.init_from``) on other data needs it:
@@ -196,6 +197,5 @@ class TabletopDataModule(CanvasDataModule):
             scenes=hp.eval_scenes if scenes is None else scenes,
             env_id=hp.eval_env if "action" in model.spec.modalities and episodes > 0 else None,
             episodes=episodes,
-            steps=hp.decode_steps,
             image_size=hp.image_size,
         )

@@ -70,18 +70,28 @@ def test_images_are_sampled_with_the_task_defaults_and_seeded(bundle):
 
 def test_the_bundle_decodes_with_its_own_settings(bundle, tmp_path):
     """The data module's ``decode`` settings travel with the bundle (configs/tabletop-tiny.yaml:
-    semi-autoregressive captions) and a caller's arguments still override them."""
-    from unidiff.tasks.codec import check_decode_settings, decode_settings
+    semi-autoregressive captions in 3 steps, 2 for the rest) and a caller's arguments still
+    override them."""
+    from unidiff.tasks.codec import check_decode_settings, complete, decode_settings
 
     m = unidiff.load(bundle)
-    assert decode_settings(m, "text") == {"text_block": 4}
+    assert decode_settings(m, "text") == {"text_block": 4, "steps": 3}
     assert decode_settings(m, "image")["cfg_scale"] == 3.0  # the task defaults stay under it
+    assert decode_settings(m, "image")["steps"] == decode_settings(m, "action")["steps"] == 2  # decode_steps
     obs = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
     assert m.caption(obs, steps=4) == m.caption(obs, steps=4, text_block=4)
+    # the steps are the target's own, and a caller's steps win (elastic=False: every step runs)
+    assert complete(m, {"image": list(obs)}, "text", elastic=False)[1] == 3
+    assert complete(m, {"image": list(obs)}, "text", steps=4, elastic=False)[1] == 4
+    assert complete(m, {"text": ["a red cube on the left."]}, "image")[1] == 4  # 2 steps, 2 passes each (guidance)
+    assert m.caption(obs) == m.caption(obs, steps=3)
+    assert (m.metrics["caption.steps"], m.metrics["t2i.steps"], m.metrics["policy.steps"]) == (3, 2, 2)  # what fit's evaluation used
     with pytest.raises(ValueError, match=r"unknown decode setting\(s\) \['text_blok'\]"):
         check_decode_settings({"text": {"text_blok": 4}})
     with pytest.raises(ValueError, match="unknown modality 'txt'"):
         check_decode_settings({"txt": {"text_block": 4}})
+    with pytest.raises(ValueError, match="steps for 'text' must be a positive int"):
+        check_decode_settings({"text": {"steps": 0}})
     import imageio.v3 as iio
 
     iio.imwrite(tmp_path / "scene.png", obs[0])
@@ -115,6 +125,8 @@ def test_bad_inputs_get_clear_errors(bundle, tmp_path):
     assert r.returncode != 0 and "--text-block must be >= 0" in r.stderr and not (tmp_path / "e").exists()
     r = subprocess.run([sys.executable, "-m", "unidiff.cli", "eval", "--ckpt", str(bundle), "--out", str(tmp_path / "e"), "--cfg", "-1"], capture_output=True, text=True)
     assert r.returncode != 0 and "--cfg must be >= 0" in r.stderr and not (tmp_path / "e").exists()
+    r = subprocess.run([sys.executable, "-m", "unidiff.cli", "eval", "--ckpt", str(bundle), "--out", str(tmp_path / "e"), "--steps", "0"], capture_output=True, text=True)
+    assert r.returncode != 0 and "--steps: must be >= 1, got 0" in r.stderr and not (tmp_path / "e").exists()
 
 
 def test_eval_with_zero_episodes_scores_captions_and_images_only(bundle, tmp_path):

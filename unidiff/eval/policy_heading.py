@@ -71,7 +71,7 @@ def heading_agreement(make_policy: Callable, env_id: str, episodes: int, *, hori
             "action_mae": float(np.mean(err)), "action_mae_zero": float(np.mean(zero)), "episodes": episodes}
 
 
-def bundle_heading(model, env_id: str, episodes: int, *, steps: int, image_size: int, seed: int = 0) -> dict:
+def bundle_heading(model, env_id: str, episodes: int, *, steps: int | None = None, image_size: int, seed: int = 0) -> dict:
     """:func:`heading_agreement` of a bundle's policy over one action chunk, on the held-out seeds
     of ``unidiff eval``'s rollouts."""
     from functools import partial
@@ -85,12 +85,13 @@ def bundle_heading(model, env_id: str, episodes: int, *, steps: int, image_size:
 
 def main(argv: list[str] | None = None) -> int:
     from unidiff.bundle import load_bundle
+    from unidiff.commands import add_steps_arg
     from unidiff.evaluate import bundle_env_id, bundle_image_size
 
     p = argparse.ArgumentParser(prog="python -m unidiff.eval.policy_heading", description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True, help="bundle directory with a policy")
     p.add_argument("--episodes", type=int, default=50, help="held-out env seeds (the first of unidiff eval's)")
-    p.add_argument("--steps", type=int, default=8, help="decoder steps per chunk")
+    add_steps_arg(p)
     a = p.parse_args(argv)
     if a.episodes < 1:
         p.error(f"--episodes must be >= 1, got {a.episodes}")

@@ -53,8 +53,10 @@ class Codec:
 # first and the shipped bundle drew empty tables (object recall 0.050 -> 0.286 on the 200 held-out
 # prompts of `unidiff eval`; README, "Text-to-image decoding").  Text and actions decode by argmax.
 DECODE_DEFAULTS: dict[str, dict] = {"image": {"temperature": 1.0, "noise_scale": 4.5, "cfg_scale": 3.0}}
+# decoder steps of a bundle whose data module names none (``decode_steps``)
+DEFAULT_STEPS = 8
 # decode() arguments that are per call, not settings
-_PER_CALL = ("model", "tokens", "roles", "steps", "seeds")
+_PER_CALL = ("model", "tokens", "roles", "seeds")
 
 
 @functools.cache
@@ -80,21 +82,36 @@ def check_decode_settings(settings: dict | None) -> dict[str, dict]:
         bad = sorted(set(kw) - set(known))
         if bad:
             raise ValueError(f"unknown decode setting(s) {bad} for {m!r}; decode() takes {known}")
+        if "steps" in kw and (not isinstance(kw["steps"], int) or kw["steps"] < 1):
+            raise ValueError(f"decode setting steps for {m!r} must be a positive int, got {kw['steps']!r}")
     return {m: dict(kw) for m, kw in (settings or {}).items()}
 
 
 def decode_settings(model, target: str) -> dict:
-    """The settings ``target`` decodes with: :data:`DECODE_DEFAULTS`, then the bundle's own (its
+    """The settings ``target`` decodes with: the bundle's ``decode_steps`` (else
+    :data:`DEFAULT_STEPS`) and :data:`DECODE_DEFAULTS`, then the bundle's own for that target (its
     data module's ``decode`` argument, e.g. semi-autoregressive captions for a model trained with
-    suffix masking)."""
+    suffix masking, or more steps for them: ``{text: {text_block: 1, steps: 24}}``)."""
     own = check_decode_settings(model.data_config.get("decode"))
-    return {**DECODE_DEFAULTS.get(target, {}), **own.get(target, {})}
+    return {"steps": bundle_steps(model), **DECODE_DEFAULTS.get(target, {}), **own.get(target, {})}
 
 
-def complete(model, given: dict[str, list], target: str, *, steps: int, seed: int, **decode_kw) -> tuple[list, int]:
+def bundle_steps(model) -> int:
+    """The bundle's decoder steps for every target without its own (``data.decode_steps``)."""
+    return int(model.data_config.get("decode_steps") or DEFAULT_STEPS)
+
+
+def target_steps(model, target: str, steps: int | None = None) -> int:
+    """Decoder steps of ``target``: ``steps`` if given, else the bundle's setting."""
+    return int(steps) if steps is not None else decode_settings(model, target)["steps"]
+
+
+def complete(model, given: dict[str, list], target: str, *, steps: int | None = None, seed: int = 0,
+             **decode_kw) -> tuple[list, int]:
     """The one shape of every task: tokenize the given values (one list per modality, one entry
     per sample), decode the ``target`` segment, detokenize it.  Returns (values, NFE).
-    ``decode_kw`` override the target's :func:`decode_settings`."""
+    ``steps`` (None: the bundle's for ``target``) and ``decode_kw`` override the target's
+    :func:`decode_settings`."""
     from unidiff.canvas import prompt_canvas
     from unidiff.decode import decode
 
@@ -103,5 +120,6 @@ def complete(model, given: dict[str, list], target: str, *, steps: int, seed: in
     n = len(next(iter(encoded.values())))
     tokens, roles = prompt_canvas(model.spec, [{m: segs[i] for m, segs in encoded.items()} for i in range(n)], (target,))
     dev = next(model.net.parameters()).device
-    out = decode(model.net, tokens.to(dev), roles.to(dev), steps=steps, seeds=seed, **{**decode_settings(model, target), **decode_kw})
+    settings = {**decode_settings(model, target), **decode_kw, "steps": target_steps(model, target, steps)}
+    out = decode(model.net, tokens.to(dev), roles.to(dev), seeds=seed, **settings)
     return codec.decode(target, out.tokens[:, model.spec.slices[target]]), out.nfe

@@ -28,10 +28,11 @@ class DiffusionPolicy:
     """Args:
         model: a loaded bundle (``unidiff.load``).
         n_action_steps: actions executed from each chunk before re-planning (default: all H).
-        steps, seed, decode_kw: decoder settings; chunk ``i`` of an episode uses ``seed + i``.
+        steps, seed, decode_kw: decoder settings (``steps`` None: the bundle's for actions); chunk
+            ``i`` of an episode uses ``seed + i``.
     """
 
-    def __init__(self, model, *, n_action_steps: int | None = None, steps: int = 4, seed: int = 0, **decode_kw) -> None:
+    def __init__(self, model, *, n_action_steps: int | None = None, steps: int | None = None, seed: int = 0, **decode_kw) -> None:
         self.n_action_steps = action_steps(model, n_action_steps)
         self.model = model
         self.steps, self.seed, self.decode_kw = steps, seed, decode_kw
