@@ -4,7 +4,7 @@ Captioning is scored against the simulator's scene description, text-to-image wi
 parser, the policy by seeded rollouts in worker processes (each loads the bundle itself).
 
 The pieces (held-out scenes, batched decoding, seeded rollouts, what a bundle says about its own
-image size, env and decoder steps) are shared with ``unidiff rollout | eval | demo``.
+image size and env) are shared with ``unidiff rollout | eval | demo``.
 """
 from __future__ import annotations
 
@@ -37,14 +37,6 @@ def bundle_env_id(model) -> str | None:
     if "action" not in model.spec.modalities:
         return None
     return str(model.data_config.get("eval_env") or DEFAULT_ENV)
-
-
-def bundle_decode_steps(model, target: str) -> int:
-    """Decoder steps the bundle decodes ``target`` with (its ``data.decode`` setting for that
-    target, else ``data.decode_steps``, else 8): what its evaluation at fit time used."""
-    from unidiff.tasks.codec import target_steps
-
-    return target_steps(model, target)
 
 
 # ---- shared pieces ------------------------------------------------------------------------------
