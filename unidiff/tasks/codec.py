@@ -120,6 +120,8 @@ def complete(model, given: dict[str, list], target: str, *, steps: int | None = 
     n = len(next(iter(encoded.values())))
     tokens, roles = prompt_canvas(model.spec, [{m: segs[i] for m, segs in encoded.items()} for i in range(n)], (target,))
     dev = next(model.net.parameters()).device
-    settings = {**decode_settings(model, target), **decode_kw, "steps": target_steps(model, target, steps)}
+    settings = {**decode_settings(model, target), **decode_kw}
+    if steps is not None:
+        settings["steps"] = steps
     out = decode(model.net, tokens.to(dev), roles.to(dev), seeds=seed, **settings)
     return codec.decode(target, out.tokens[:, model.spec.slices[target]]), out.nfe
