@@ -37,6 +37,9 @@ class TabletopDataModule(CanvasDataModule):
     """Args:
         image_tokenizer: tokenizer directory written by an image-tokenizer fit (its ``output_dir``).
         episodes: directories written by ``unidiff collect`` (policy windows).
+        episode_repeat: how many times each training window is listed.  A batch draws items
+            uniformly, so this sets the policy's share of the samples when ``scenes`` grows
+            without new demonstrations; the held-out windows stay out of every copy.
         scenes: number of rendered scene samples for captioning / text-to-image.
         image_size: render size; must match the image tokenizer.
         horizon: action-chunk length H.
@@ -61,6 +64,7 @@ class TabletopDataModule(CanvasDataModule):
         self,
         image_tokenizer: str,
         episodes: list[str] | None = None,
+        episode_repeat: int = 1,
         scenes: int = 20_000,
         image_size: int = 64,
         horizon: int = 8,
@@ -81,6 +85,8 @@ class TabletopDataModule(CanvasDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, shuffle_seed=seed)
         check_decode_settings(decode)
+        if episode_repeat < 1:
+            raise ValueError(f"data.episode_repeat must be a positive integer, got {episode_repeat}")
         self.save_hyperparameters()
         toks = load_tokenizers(image_tokenizer)
         if "image" not in toks:
@@ -129,7 +135,7 @@ class TabletopDataModule(CanvasDataModule):
         n_val_s = max(1, int(len(scenes) * hp.val_fraction))
         n_val_w = int(len(windows) * hp.val_fraction)
         scene_items, window_items = items[: len(scenes)], items[len(scenes) :]
-        self.train_set = scene_items[n_val_s:] + window_items[n_val_w:]
+        self.train_set = scene_items[n_val_s:] + window_items[n_val_w:] * hp.episode_repeat
         self.val_set = scene_items[:n_val_s] + window_items[:n_val_w]
         # tokenizer quality goes into the bundle's metrics.json: the VQ's own held-out numbers, and
         # the bins' round-trip error on the held-out windows (all windows if none are held out)

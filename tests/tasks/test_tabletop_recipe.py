@@ -176,3 +176,25 @@ def test_a_stage_on_other_data_reuses_the_bundle_tokenizers(bundle):
     assert r.returncode == 0, r.stderr[-4000:]
     for modality in ("text", "action", "state", "image"):
         assert _dir_bytes(root / "reuse" / "bundle" / "tokenizers" / modality) == _dir_bytes(bundle / "tokenizers" / modality)
+
+
+def test_episode_repeat_lists_each_training_window_n_times_and_never_the_held_out_ones(bundle):
+    """``episode_repeat`` keeps the policy's share of a batch when the scenes grow; the held-out
+    windows must stay out of every copy, or validation would score training windows."""
+    from unidiff.tabletop import TabletopDataModule
+
+    root = bundle.parents[1]
+    kw = dict(image_tokenizer=str(root / "vq" / "tokenizer"), episodes=[str(root / "push")], scenes=16, image_size=32,
+              horizon=4, val_fraction=0.2, tokenizers_from=str(bundle))
+
+    def windows(items):
+        return [tuple(it["tokens"]["action"].tolist()) for it in items if "action" in it["tokens"]]
+
+    once, thrice = TabletopDataModule(**kw), TabletopDataModule(episode_repeat=3, **kw)
+    once.setup(), thrice.setup()
+    assert windows(once.val_set) and windows(once.val_set) == windows(thrice.val_set)
+    assert sorted(windows(thrice.train_set)) == sorted(windows(once.train_set) * 3)
+    assert not set(windows(thrice.val_set)) & set(windows(thrice.train_set))
+    assert len(thrice.train_set) - len(once.train_set) == 2 * len(windows(once.train_set))
+    with pytest.raises(ValueError, match="episode_repeat"):
+        TabletopDataModule(episode_repeat=0, **kw)
