@@ -14,6 +14,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from unidiff_envs.gl import open_renderer
 from unidiff_envs.registry import MT10_TASKS
 
 INSTRUCTIONS = {
@@ -65,7 +66,7 @@ class MetaWorldImageEnv(gym.Env):
         self.model.light_castshadow[:] = 0
         self.model.mat_reflectance[:] = 0
         self.model.vis.quality.shadowsize = 0
-        self._renderer = mujoco.Renderer(self.model, self.size, self.size)
+        self._renderer = open_renderer(self.model, self.size, self.size)
         self._cam = self.model.camera(CAMERA).id
         atexit.register(self._renderer.close)  # free GL before EGL is torn down at exit
         self.observation_space = gym.spaces.Dict({

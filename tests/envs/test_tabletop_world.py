@@ -1,5 +1,8 @@
 """Tabletop world: registration, determinism, language, env API."""
 import json
+import importlib.util
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -18,6 +21,18 @@ def test_ids_registered_and_make():
     assert obs["image"].shape == (32, 32, 3) and obs["image"].dtype == np.uint8
     assert obs["state"].shape == (6,) and isinstance(info["instruction"], str)
     env.close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
+@pytest.mark.parametrize("env_id", ["unidiff/TabletopPush-v0", "unidiff/MetaWorld-reach-v3"])
+def test_a_model_can_load_after_an_env_has_rendered(env_id):
+    """Mesa's LLVM (headless GL) loaded before Triton's crashed ``import triton`` -- and so
+    torch.compile, torchvision.ops and Lightning -- with a segfault: "make an env, then load a
+    model" killed a notebook.  In a fresh process, as a user would."""
+    code = (f"import unidiff_envs; env = unidiff_envs.make({env_id!r}); env.reset(seed=0); env.render()\n"
+            "import triton, torch._dynamo; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), (r.returncode, r.stderr[-2000:])
 
 
 def test_unknown_id_lists_known_ids():

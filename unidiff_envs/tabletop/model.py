@@ -14,6 +14,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from unidiff_envs.gl import open_renderer
 from unidiff_envs.tabletop.scene import HALF_EXTENTS, MAX_OBJECTS, RGB, SHAPES, Scene
 
 ASSET = Path(__file__).with_name("assets") / "tabletop.xml"
@@ -110,7 +111,7 @@ class Camera:
                 "multiprocessing_context='spawn'), num_workers=0, or SceneDataset(..., cache=True).")
         _GL_PID = os.getpid()
         self.size = size
-        self._renderer = mujoco.Renderer(model, size, size)
+        self._renderer = open_renderer(model, size, size)
         self._cam = model.camera("top").id
         atexit.register(self.close)  # free the GL context before EGL itself is torn down
 
