@@ -3,17 +3,34 @@
 DART-style noise: with `noise_std > 0` the *executed* action is the expert's action plus
 Gaussian noise, while the recorded label stays the clean expert action, so the data covers
 states slightly off the expert's path together with the correction the expert would make.
+
+Recovery demonstrations (DAgger-style): with a ``lead`` policy, that policy drives first for a
+seeded number of steps and the recording starts where it left the robot, so the expert's episode
+begins in a state a learned policy actually reaches (e.g. low, far from its object), which the
+expert's own episodes never visit.
 """
 from __future__ import annotations
 
 import numpy as np
 
 
-def run_episode(env, expert, seed: int, noise_std: float = 0.0) -> dict:
-    """Roll out `expert` in `env` from `reset(seed=seed)` until success or truncation."""
+def run_episode(env, expert, seed: int, noise_std: float = 0.0, lead=None, lead_steps: int = 0) -> dict:
+    """Roll out `expert` in `env` from `reset(seed=seed)` until success or truncation.
+
+    ``lead``: an object with ``reset()`` and ``select_action(obs)`` (obs with its "instruction")
+    that drives first for a number of steps drawn from the seed in [0, ``lead_steps``]; those steps
+    are not recorded.  ``meta["lead_steps"]`` says how many it took; an episode the lead ended
+    (success or time limit) is returned empty and unsuccessful."""
     base = env.unwrapped
     obs, info = env.reset(seed=seed)
     rng = np.random.default_rng([seed, 7])
+    n_lead = int(np.random.default_rng([seed, 11]).integers(0, lead_steps + 1)) if lead is not None else 0
+    if lead is not None:
+        lead.reset()
+    for _ in range(n_lead):
+        obs, _, terminated, truncated, info = env.step(lead.select_action({**obs, "instruction": info["instruction"]}))
+        if terminated or truncated:
+            return {"meta": {"seed": int(seed), "success": False, "length": 0, "lead_steps": n_lead}}
     frames, states, captions = [obs["image"]], [obs["state"]], [base.caption()]
     description = base.describe()
     actions, executed, rewards = [], [], []
@@ -41,7 +58,7 @@ def run_episode(env, expert, seed: int, noise_std: float = 0.0) -> dict:
         "captions": captions,
         "meta": {"seed": int(seed), "instruction": base.instruction, "description": description,
                  "caption": captions[0], "success": success, "length": len(actions),
-                 "noise_std": float(noise_std)},
+                 "noise_std": float(noise_std), "lead_steps": n_lead},
     }
 
 

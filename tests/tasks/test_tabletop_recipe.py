@@ -198,3 +198,36 @@ def test_episode_repeat_lists_each_training_window_n_times_and_never_the_held_ou
     assert len(thrice.train_set) - len(once.train_set) == 2 * len(windows(once.train_set))
     with pytest.raises(ValueError, match="episode_repeat"):
         TabletopDataModule(episode_repeat=0, **kw)
+
+
+def test_recovery_demonstrations_start_where_the_lead_policy_left_the_robot(bundle):
+    """``collect --lead``: the bundle's policy drives a seeded number of steps, then the expert's
+    recording starts there; the settings are part of the dataset (a resume must repeat them)."""
+    import json
+
+    from unidiff.data.episodes import read_episode
+
+    root = bundle.parents[1]
+
+    def collect(*extra):
+        return subprocess.run([sys.executable, "-m", "unidiff.cli", "collect", "--env", "unidiff/TabletopPush-v0", "--size", "32",
+                               "--seed", "300", "--out", str(root / "recover"), *extra], capture_output=True, text=True, cwd=root)
+
+    r = collect("--episodes", "2", "--lead", str(bundle), "--lead-steps", "12", "--keep-failed")
+    assert r.returncode == 0, r.stderr[-3000:]
+    manifest = json.loads((root / "recover" / "manifest.json").read_text())
+    assert manifest["lead"] == str(bundle) and manifest["lead_steps"] == 12 and len(manifest["episodes"]) == 2
+    leads = [read_episode(root / "recover" / rec["file"])["meta"]["lead_steps"] for rec in manifest["episodes"]]
+    assert all(0 <= n <= 12 for n in leads)
+    assert any(leads)  # seeds 300 and 301 draw 1 and 5 lead steps
+    # the recording starts after the lead: not at the reset state the expert alone would record
+    import unidiff_envs
+
+    env = unidiff_envs.make("unidiff/TabletopPush-v0", size=32)
+    rec = next(rec for rec, n in zip(manifest["episodes"], leads) if n)
+    reset_state = env.reset(seed=rec["seed"])[0]["state"]
+    assert not np.allclose(read_episode(root / "recover" / rec["file"])["state"][0], reset_state)
+    r = collect("--episodes", "3", "--keep-failed")  # resuming without the lead would mix two kinds of data
+    assert r.returncode == 2 and "lead" in r.stderr
+    r = collect("--episodes", "3", "--lead", str(root / "nope"))
+    assert r.returncode == 2 and "not a bundle" in r.stderr

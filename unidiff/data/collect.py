@@ -1,12 +1,16 @@
 """`unidiff collect`: run scripted experts in worker processes and write an episode dataset.
 
     unidiff collect --env ID --episodes N --out DIR [--workers K] [--seed S] [--size 64]
-                    [--noise STD] [--keep-failed]
+                    [--noise STD] [--keep-failed] [--lead BUNDLE --lead-steps K]
     unidiff collect --verify DIR
 
 `--episodes N` is the number of episodes DIR should hold: running again with the same N
 resumes an interrupted run, a larger N appends.  Attempt i uses seed S+i; seeds already
 attempted are skipped, so results do not depend on the number of workers or on restarts.
+
+`--lead BUNDLE` collects recovery demonstrations (DAgger-style): in each episode the bundle's
+policy drives first for a seeded number of steps in [0, K], and the recording (expert labels,
+expert actions) starts where it left the robot.
 """
 from __future__ import annotations
 
@@ -37,13 +41,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=64, help="image side in pixels")
     p.add_argument("--noise", type=float, default=0.0, help="DART action noise std (labels stay clean)")
     p.add_argument("--keep-failed", action="store_true", help="also keep episodes the expert failed")
+    p.add_argument("--lead", type=Path, metavar="BUNDLE", help="a bundle whose policy drives before the expert takes over")
+    p.add_argument("--lead-steps", type=int, default=64, help="most steps the --lead policy drives (each episode draws 0..K)")
     p.add_argument("--verify", type=Path, metavar="DIR", help="check a dataset and exit")
     return p
 
 
 def _new_manifest(args) -> dict:
     return {"schema_version": SCHEMA_VERSION, "env_id": args.env, "image_size": args.size,
-            "noise_std": args.noise, "keep_failed": args.keep_failed, "episodes": [], "attempts": {}}
+            "noise_std": args.noise, "keep_failed": args.keep_failed, **_lead_settings(args), "episodes": [], "attempts": {}}
+
+
+def _lead_settings(args) -> dict:
+    return {"lead": str(args.lead) if args.lead is not None else None, "lead_steps": args.lead_steps if args.lead is not None else 0}
 
 
 def prepare(args) -> dict:
@@ -62,9 +72,10 @@ def prepare(args) -> dict:
         write_manifest(out, manifest)
         return manifest
     manifest = read_manifest(out)
-    for key, value in (("env_id", args.env), ("image_size", args.size)):
-        if manifest[key] != value:
-            raise CollectError(f"--out {out} holds a dataset with {key}={manifest[key]!r}, not {value!r}; "
+    for key, value in (("env_id", args.env), ("image_size", args.size), *_lead_settings(args).items()):
+        held = manifest.get(key, None if key == "lead" else 0)  # datasets from before --lead had none
+        if held != value:
+            raise CollectError(f"--out {out} holds a dataset with {key}={held!r}, not {value!r}; "
                                f"use a different --out or the same settings")
     ep_dir = out / EPISODE_DIR
     ep_dir.mkdir(exist_ok=True)
@@ -115,7 +126,8 @@ def run(args) -> int:
     bar = tqdm(total=args.episodes, initial=len(manifest["episodes"]), desc=args.env, unit="ep")
     try:
         with cf.ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=init_worker,
-                                    initargs=(args.env, args.size, str(args.out), args.noise, args.keep_failed)) as pool:
+                                    initargs=(args.env, args.size, str(args.out), args.noise, args.keep_failed,
+                                              *_lead_settings(args).values())) as pool:
             pending: set = set()
             while need > 0 or pending:
                 while need > len(pending) and len(pending) < 2 * args.workers and budget > 0:
@@ -166,6 +178,10 @@ def validate(args) -> None:
         raise CollectError(f"--size must be between 8 and 512 pixels, got {args.size}")
     if args.noise < 0:
         raise CollectError(f"--noise must be >= 0, got {args.noise}")
+    if args.lead is not None and not (args.lead / "model.safetensors").is_file():
+        raise CollectError(f"--lead {args.lead} is not a bundle directory (no model.safetensors); give e.g. runs/x/bundle")
+    if args.lead_steps < 0:
+        raise CollectError(f"--lead-steps must be >= 0, got {args.lead_steps}")
 
 
 def main(argv: list[str] | None = None) -> int:
