@@ -112,10 +112,11 @@ def test_diagnostics_tell_failures_apart():
     # the expert pushes the named object all the way; diagnostics start at zero
     env = unidiff_envs.make("unidiff/TabletopPush-v0", size=32).unwrapped
     _, info = env.reset(seed=3)
-    assert info["diagnostics"] == {"touched_target": 0.0, "touched_other": 0.0, "push_progress": 0.0}
+    assert info["diagnostics"] == {"touched_target": 0.0, "touched_other": 0.0, "low_far": 0.0, "push_progress": 0.0}
     expert = TabletopExpert(env)
     info = _drive(env, lambda e: expert(), 150)
     assert info["success"] and info["diagnostics"]["touched_target"] == 1.0 and info["diagnostics"]["push_progress"] == 1.0
+    assert info["diagnostics"]["low_far"] == 0.0  # the expert travels high and descends at its object
     env.close()
     # going to the wrong object: touched another, not the named one, no success
     env = unidiff_envs.make("unidiff/TabletopReach-v0", size=32).unwrapped
@@ -126,5 +127,14 @@ def test_diagnostics_tell_failures_apart():
     other = next(o for o in env.scene.objects if o.name != env.spec_task.target)
     expert = TabletopExpert(env)
     info = _drive(env, lambda e: expert._goto(e.pusher_pos(), np.array(e.object_xy(other.name)), 0.0), 60)
-    assert info["diagnostics"] == {"touched_target": 0.0, "touched_other": 1.0} and not info["success"]
+    assert info["diagnostics"] == {"touched_target": 0.0, "touched_other": 1.0, "low_far": 0.0} and not info["success"]
+    env.close()
+    # descending at once, far from every object: sweeping height for all but the first steps
+    env = unidiff_envs.make("unidiff/TabletopPush-v0", size=32).unwrapped
+    for seed in range(100):
+        env.reset(seed=seed)
+        if min(np.linalg.norm(env.pusher_pos()[:2] - env.object_xy(o.name)) for o in env.scene.objects) > 0.12:
+            break
+    info = _drive(env, lambda e: np.array([0.0, 0.0, -1.0]), 30)
+    assert 0.8 < info["diagnostics"]["low_far"] < 1.0 and info["diagnostics"]["touched_target"] == 0.0
     env.close()

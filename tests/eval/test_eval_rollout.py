@@ -71,7 +71,7 @@ def test_policy_hooks_stats_and_max_steps():
     assert [e["steps"] for e in result["per_episode"]] == [5, 5]
     assert result["nfe"] == 4 and result["ms_per_chunk"] == 8.0 and "other" not in result
     # straight up from the start height: nothing touched (reach has no push progress)
-    assert result["diagnostics"] == {"touched_target": 0.0, "touched_other": 0.0}
+    assert result["diagnostics"] == {"touched_target": 0.0, "touched_other": 0.0, "low_far": 0.0}
     assert result["control_hz"] > 0
 
 

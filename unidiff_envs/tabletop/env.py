@@ -21,6 +21,8 @@ FRAME_SKIP = 10          # 10 x 5 ms physics = 20 Hz control
 ACTION_GAIN = 0.04       # actuator set-point offset per unit action (about 0.4 m/s at full speed)
 TRAVEL_Z, LOW_Z = 0.15, 0.035
 MAX_STEPS = {"reach": 100, "push": 150}
+SWEEP_Z = (TRAVEL_Z + LOW_Z) / 2  # below this the pusher is at object height, not travelling
+SWEEP_DIST = 0.08                 # m from the named object's centre: further is not at that object
 
 
 class TabletopEnv(gym.Env):
@@ -99,9 +101,12 @@ class TabletopEnv(gym.Env):
         (1.0 if the pusher has touched the named object / any other object at a control step since
         reset) and, for push, ``push_progress``: the fraction of the needed distance the target has
         moved toward success (0 at reset, 1 once the relation holds, negative the wrong way;
-        clipped to [-1, 1])."""
+        clipped to [-1, 1]).  ``low_far``: the share of control steps the pusher spent at object
+        height more than ``SWEEP_DIST`` from the named object -- sweeping the table instead of
+        travelling above it (the expert: 0)."""
         target = self.spec_task.target
-        out = {"touched_target": float(target in self._touched), "touched_other": float(bool(self._touched - {target}))}
+        out = {"touched_target": float(target in self._touched), "touched_other": float(bool(self._touched - {target})),
+               "low_far": self._low_far_steps / max(1, self._steps)}
         if self.spec_task.task == "push":
             progress = 1.0 - self._push_remaining() / self._push_needed
             out["push_progress"] = float(np.clip(progress, -1.0, 1.0))
@@ -127,7 +132,7 @@ class TabletopEnv(gym.Env):
         self.data.qpos[self._pusher_q] = start
         self.data.ctrl[:] = start
         mujoco.mj_forward(self.model, self.data)
-        self._steps, self._touched = 0, set()
+        self._steps, self._touched, self._low_far_steps = 0, set(), 0
         # sampled push goals never hold at reset, so the distance still to go is positive
         self._push_needed = max(self._push_remaining(), 1e-6) if self.spec_task.task == "push" else None
         return self._obs(), self._info()
@@ -140,6 +145,9 @@ class TabletopEnv(gym.Env):
         mujoco.mj_step(self.model, self.data, nstep=FRAME_SKIP)
         self._steps += 1
         self._touched |= self._touching_now()
+        pos = self.pusher_pos()
+        far = np.linalg.norm(pos[:2] - np.array(self.object_xy(self.spec_task.target))) > SWEEP_DIST
+        self._low_far_steps += int(pos[2] < SWEEP_Z and far)
         info = self._info()
         terminated = info["success"]
         truncated = (not terminated) and self._steps >= self.max_steps
