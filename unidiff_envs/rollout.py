@@ -24,8 +24,9 @@ def run_episode(env, expert, seed: int, noise_std: float = 0.0, lead=None, lead_
     base = env.unwrapped
     obs, info = env.reset(seed=seed)
     rng = np.random.default_rng([seed, 7])
-    n_lead = int(np.random.default_rng([seed, 11]).integers(0, lead_steps + 1)) if lead is not None else 0
+    n_lead = 0
     if lead is not None:
+        n_lead = int(np.random.default_rng([seed, 11]).integers(0, lead_steps + 1))
         lead.reset()
     for _ in range(n_lead):
         obs, _, terminated, truncated, info = env.step(lead.select_action({**obs, "instruction": info["instruction"]}))

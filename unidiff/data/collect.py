@@ -52,8 +52,11 @@ def _new_manifest(args) -> dict:
             "noise_std": args.noise, "keep_failed": args.keep_failed, **_lead_settings(args), "episodes": [], "attempts": {}}
 
 
+NO_LEAD = {"lead": None, "lead_steps": 0}  # also what datasets from before --lead hold
+
+
 def _lead_settings(args) -> dict:
-    return {"lead": str(args.lead) if args.lead is not None else None, "lead_steps": args.lead_steps if args.lead is not None else 0}
+    return NO_LEAD if args.lead is None else {"lead": str(args.lead), "lead_steps": args.lead_steps}
 
 
 def prepare(args) -> dict:
@@ -73,7 +76,7 @@ def prepare(args) -> dict:
         return manifest
     manifest = read_manifest(out)
     for key, value in (("env_id", args.env), ("image_size", args.size), *_lead_settings(args).items()):
-        held = manifest.get(key, None if key == "lead" else 0)  # datasets from before --lead had none
+        held = manifest.get(key, NO_LEAD.get(key))
         if held != value:
             raise CollectError(f"--out {out} holds a dataset with {key}={held!r}, not {value!r}; "
                                f"use a different --out or the same settings")
