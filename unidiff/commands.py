@@ -55,18 +55,23 @@ def text_block_kw(text_block: int | None) -> dict:
     return {"text_block": text_block or None}
 
 
-def add_cfg_arg(p: argparse.ArgumentParser) -> None:
-    """``--cfg W`` (generate, eval): classifier-free guidance of the images."""
-    p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale of the images (default: unidiff.tasks.codec.DECODE_DEFAULTS)")
+def add_cfg_arg(p: argparse.ArgumentParser, target: str = "images") -> None:
+    """``--cfg W``: classifier-free guidance of the ``target`` (generate, eval: images; rollout:
+    actions, with ``--cfg-drop``: what the unconditional pass leaves out)."""
+    p.add_argument("--cfg", type=float, default=None,
+                   help=f"classifier-free guidance scale of the {target} (default: unidiff.tasks.codec.DECODE_DEFAULTS)")
+    if target == "actions":
+        p.add_argument("--cfg-drop", nargs="+", default=["text"], metavar="MODALITY",
+                       help="given modalities the unguided pass drops (default: text, i.e. guide toward the instruction)")
 
 
-def cfg_kw(cfg: float | None) -> dict:
-    """``--cfg`` as decode() keyword arguments: {} keeps the default."""
+def cfg_kw(cfg: float | None, drop: list[str] | None = None) -> dict:
+    """``--cfg`` (and ``--cfg-drop``) as decode() keyword arguments: {} keeps the default."""
     if cfg is None:
         return {}
     if cfg < 0:
         sys.exit(f"unidiff: --cfg must be >= 0 (0: no guidance), got {cfg}")
-    return {"cfg_scale": cfg}
+    return {"cfg_scale": cfg} if drop is None else {"cfg_scale": cfg, "cfg_drop": tuple(drop)}
 
 
 def _read_image(path: str) -> np.ndarray:
@@ -129,6 +134,7 @@ def rollout_main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--video", default=None, help="directory for videos of the first episodes")
     p.add_argument("--n-action-steps", type=int, default=None, help="actions executed from each chunk before re-planning (default: the whole chunk)")
+    add_cfg_arg(p, "actions")
     a = p.parse_args(argv)
     if a.episodes < 1:
         sys.exit("unidiff: --episodes must be >= 1")
@@ -137,12 +143,15 @@ def rollout_main(argv: list[str] | None = None) -> int:
         sys.exit(f"unidiff: bundle {a.ckpt} has no action segment; it cannot drive {a.env or 'an env'}")
     env = a.env or bundle_env_id(model)
     check_action_space(model, env)
+    unknown = sorted(set(a.cfg_drop) - set(model.spec.modalities))
+    if unknown:
+        sys.exit(f"unidiff: --cfg-drop {' '.join(unknown)}: this bundle's modalities are {' '.join(model.spec.modalities)}")
     try:  # checked here, before the worker processes build their policies
         action_steps(model, a.n_action_steps, name="--n-action-steps")
     except ValueError as e:
         sys.exit(f"unidiff: {e}")
     res = rollout_policy(model, env, a.episodes, steps=a.steps, seed=a.seed, image_size=bundle_image_size(model),
-                         workers=a.workers, video_dir=a.video, n_action_steps=a.n_action_steps)
+                         workers=a.workers, video_dir=a.video, n_action_steps=a.n_action_steps, **cfg_kw(a.cfg, a.cfg_drop))
     print(json.dumps({k: v for k, v in res.items() if k != "per_episode"}, indent=2, default=str))
     return 0
 

@@ -23,7 +23,7 @@ import torch
 from unidiff.canvas import Role, position_roles
 from unidiff.model import Backbone, KVCache
 from unidiff.noise import mask_fraction
-from unidiff.vocab import EOS_ID, PAD_ID
+from unidiff.vocab import EOS_ID, MODALITIES, PAD_ID
 
 
 @dataclass
@@ -138,6 +138,7 @@ def decode(
     temperature: float = 0.0,
     noise_scale: float = 0.0,
     cfg_scale: float = 0.0,
+    cfg_drop: tuple[str, ...] | None = None,
     threshold: float | None = None,
     remask: float | None = None,
     remask_budget: int = 0,
@@ -160,6 +161,9 @@ def decode(
             annealed to 0 over the steps (MaskGIT's choice temperature; 0 = pure confidence).
         cfg_scale: classifier-free guidance w: logits = cond + w * (cond - uncond), where the
             unconditional pass makes every GIVEN segment ABSENT.  0 disables it.
+        cfg_drop: the GIVEN modalities the unconditional pass drops (None: all of them) -- e.g.
+            ``("text",)`` guides a policy toward its instruction while it still sees the image
+            and state (training drops each GIVEN segment independently, so that pass is in-distribution).
         threshold: commit every masked token whose probability exceeds it (at least one per
             segment per step) instead of following the schedule; NFE adapts to difficulty.
         remask: send a token committed with a probability below this back to [MASK], to be
@@ -197,8 +201,13 @@ def decode(
     commit_p = torch.ones(B, L, dtype=torch.float64, device=dev) if remask is not None else None
     forward = ConditionCache(model, x, pos_roles, enabled=cache, compiled=compile)
     uncond = None
+    if cfg_drop is not None and (isinstance(cfg_drop, str) or not set(cfg_drop) <= set(spec.modalities)):
+        raise ValueError(f"cfg_drop must be a tuple of this canvas's modalities {list(spec.modalities)} or None, got {cfg_drop!r}")
     if cfg_scale > 0:
-        uncond_roles = torch.where(pos_roles == Role.GIVEN, torch.full_like(pos_roles, Role.ABSENT), pos_roles)
+        drop = pos_roles == Role.GIVEN
+        if cfg_drop is not None:
+            drop &= torch.isin(spec.modality_ids.to(dev), torch.tensor([MODALITIES.index(m) for m in cfg_drop], dtype=torch.long, device=dev))
+        uncond_roles = torch.where(drop, torch.full_like(pos_roles, Role.ABSENT), pos_roles)
         uncond = ConditionCache(model, x, uncond_roles, enabled=cache, compiled=compile)
     # per target segment: its modality, canvas slice, the rows where it is a target (a plain slice
     # when that is every row: views instead of gathers on the hot path) and their indices

@@ -65,15 +65,17 @@ def decode_batched(model, given: str, values: list, target: str, *, steps: int |
 
 
 def rollout_policy(model, env_id: str, episodes: int, *, steps: int | None = None, image_size: int, seed: int = 0,
-                   workers: int = 1, video_dir: str | None = None, n_videos: int = 2, n_action_steps: int | None = None) -> dict:
+                   workers: int = 1, video_dir: str | None = None, n_videos: int = 2, n_action_steps: int | None = None,
+                   **decode_kw) -> dict:
     """Seeded rollouts of the bundle's policy (episode i uses env seed ``EVAL_EPISODE_SEED + i``),
     rendering at ``image_size``; returns :func:`unidiff.eval.evaluate_policy`'s result.
-    ``n_action_steps``: actions executed from each chunk before re-planning (None: all).
+    ``n_action_steps``: actions executed from each chunk before re-planning (None: all);
+    ``decode_kw`` override the bundle's action decode settings (e.g. ``cfg_scale``, ``cfg_drop``).
     One worker drives ``model`` itself (so a model in training, with no bundle on disk yet, can be
     rolled out); more workers each load the bundle at ``model.path``."""
     from unidiff.eval import evaluate_policy
 
-    kw = dict(steps=steps, seed=seed, n_action_steps=n_action_steps)
+    kw = dict(steps=steps, seed=seed, n_action_steps=n_action_steps, **decode_kw)
     return evaluate_policy(
         partial(model.policy, **kw) if workers == 1 else partial(make_policy, str(model.path), **kw),
         env_id,

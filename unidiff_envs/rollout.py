@@ -7,20 +7,25 @@ states slightly off the expert's path together with the correction the expert wo
 Recovery demonstrations (DAgger-style): with a ``lead`` policy, that policy drives first for a
 seeded number of steps and the recording starts where it left the robot, so the expert's episode
 begins in a state a learned policy actually reaches (e.g. low, far from its object), which the
-expert's own episodes never visit.
+expert's own episodes never visit.  With ``lead_decoy`` the lead is told to act on another object
+(``decoy_instruction``), so the expert's episode begins at the wrong object -- data that ties the
+named object to where to go next, which plain recovery rounds do not teach.
 """
 from __future__ import annotations
 
 import numpy as np
 
 
-def run_episode(env, expert, seed: int, noise_std: float = 0.0, lead=None, lead_steps: int = 0) -> dict:
+def run_episode(env, expert, seed: int, noise_std: float = 0.0, lead=None, lead_steps: int = 0,
+                lead_decoy: bool = False) -> dict:
     """Roll out `expert` in `env` from `reset(seed=seed)` until success or truncation.
 
     ``lead``: an object with ``reset()`` and ``select_action(obs)`` (obs with its "instruction")
     that drives first for a number of steps drawn from the seed in [0, ``lead_steps``]; those steps
     are not recorded.  ``meta["lead_steps"]`` says how many it took; an episode the lead ended
-    (success or time limit) is returned empty and unsuccessful."""
+    (success or time limit) is returned empty and unsuccessful.  ``lead_decoy``: the lead gets
+    ``env.unwrapped.decoy_instruction()`` instead of the episode's instruction (the recording keeps
+    the true one)."""
     base = env.unwrapped
     obs, info = env.reset(seed=seed)
     rng = np.random.default_rng([seed, 7])
@@ -28,8 +33,9 @@ def run_episode(env, expert, seed: int, noise_std: float = 0.0, lead=None, lead_
     if lead is not None:
         n_lead = int(np.random.default_rng([seed, 11]).integers(0, lead_steps + 1))
         lead.reset()
+    told = base.decoy_instruction() if lead_decoy else info["instruction"]
     for _ in range(n_lead):
-        obs, _, terminated, truncated, info = env.step(lead.select_action({**obs, "instruction": info["instruction"]}))
+        obs, _, terminated, truncated, info = env.step(lead.select_action({**obs, "instruction": told}))
         if terminated or truncated:
             return {"meta": {"seed": int(seed), "success": False, "length": 0, "lead_steps": n_lead}}
     frames, states, captions = [obs["image"]], [obs["state"]], [base.caption()]

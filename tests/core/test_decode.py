@@ -162,3 +162,19 @@ def test_compiled_decoding_gives_the_eager_tokens(spec, net, random_sample):
         assert torch.equal(compiled.tokens, eager.tokens) and compiled.nfe == eager.nfe
     single = decode(net, tokens[:1], roles[:1], steps=4, compile=True, seeds=5).tokens
     assert torch.equal(single, eager.tokens[:1])
+
+
+def test_guidance_drops_only_the_named_modalities(spec, net, random_sample):
+    """``cfg_drop``: the unconditional pass drops only those GIVEN modalities.  Dropping one that is
+    not given (the target) leaves both passes equal, so guidance then changes nothing; dropping the
+    text (the prompts give text and state) does change the samples."""
+    tokens, roles = prompt_canvas(spec, _prompts(spec, 4, random_sample), ("image",))
+    kw = dict(steps=4, temperature=1.0, seeds=2)
+    plain = decode(net, tokens, roles, **kw).tokens
+    assert torch.equal(decode(net, tokens, roles, cfg_scale=3.0, cfg_drop=("image",), **kw).tokens, plain)
+    text = decode(net, tokens, roles, cfg_scale=3.0, cfg_drop=("text",), **kw).tokens
+    assert not torch.equal(text, plain)
+    assert not torch.equal(text, decode(net, tokens, roles, cfg_scale=3.0, **kw).tokens)  # all given dropped
+    for bad in ("text", ("video",)):
+        with pytest.raises(ValueError, match="cfg_drop"):
+            decode(net, tokens, roles, cfg_scale=3.0, cfg_drop=bad, **kw)

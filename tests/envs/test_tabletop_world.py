@@ -138,3 +138,49 @@ def test_diagnostics_tell_failures_apart():
     info = _drive(env, lambda e: np.array([0.0, 0.0, -1.0]), 30)
     assert 0.8 < info["diagnostics"]["low_far"] < 1.0 and info["diagnostics"]["touched_target"] == 0.0
     env.close()
+
+
+@pytest.mark.parametrize("task", ["push", "reach"])
+def test_decoy_instruction_names_another_object(task):
+    """``--lead-decoy``'s instruction acts on a different object of the same scene (push: the
+    reference becomes the object to move), so a policy told it drives to the wrong object."""
+    env = unidiff_envs.make(f"unidiff/Tabletop{task.title()}-v0", size=32)
+    for seed in range(8):
+        _, info = env.reset(seed=seed)
+        base, spec = env.unwrapped, info["task"]
+        decoy, names = base.decoy_instruction(), [o.name for o in base.scene.objects]
+        if len(names) == 1:  # nothing else to name (reach only: push scenes hold >= 2)
+            assert decoy == info["instruction"]
+            continue
+        assert decoy != info["instruction"]
+        named = sorted((decoy.index(n), n) for n in names if n in decoy)
+        assert named[0][1] != spec["target"]  # the first object named is the one to act on
+        if task == "push":
+            assert [n for _, n in named] == [spec["reference"], spec["target"]]
+    env.close()
+
+
+def test_a_decoy_lead_is_told_the_decoy_and_the_recording_keeps_the_true_instruction():
+    from unidiff_envs.experts import make_expert
+    from unidiff_envs.rollout import run_episode
+
+    class Recorder:  # a lead that drives up and records what it was told
+        def __init__(self):
+            self.told = []
+
+        def reset(self):
+            self.told.clear()
+
+        def select_action(self, obs):
+            self.told.append(obs["instruction"])
+            return np.array([0.0, 0.0, 1.0], np.float32)
+
+    env, lead = unidiff_envs.make("unidiff/TabletopPush-v0", size=32), Recorder()
+    seed = next(s for s in range(100) if np.random.default_rng([s, 11]).integers(0, 9))  # draws >= 1 lead step
+    for decoy in (False, True):
+        ep = run_episode(env, make_expert(env), seed, lead=lead, lead_steps=8, lead_decoy=decoy)
+        true, told = ep["meta"]["instruction"], set(lead.told)
+        assert len(lead.told) == ep["meta"]["lead_steps"] >= 1
+        assert told == ({env.unwrapped.decoy_instruction()} if decoy else {true})
+        assert true not in told if decoy else True
+    env.close()

@@ -36,6 +36,11 @@ def test_one_bundle_captions_generates_and_acts(bundle):
     acts = [policy.select_action({**obs, "instruction": info["instruction"]}) for _ in range(4)]
     assert all(a.shape == env.action_space.shape for a in acts)
     assert policy.stats()["chunks"] == 2  # two actions popped per decoded chunk
+    # guided toward the instruction (the unguided pass drops only the text): two passes per step
+    guided = m.policy(steps=2, cfg_scale=2.0, cfg_drop=("text",))
+    guided.reset()
+    assert guided.select_action({**obs, "instruction": info["instruction"]}).shape == env.action_space.shape
+    assert guided.stats()["nfe"] == 4
 
 
 def test_one_worker_rolls_out_the_model_in_memory(bundle, tmp_path):
@@ -117,6 +122,8 @@ def test_bad_inputs_get_clear_errors(bundle, tmp_path):
     assert r.returncode != 0 and "4-D actions" in r.stderr
     r = subprocess.run([sys.executable, "-m", "unidiff.cli", "rollout", "--ckpt", str(bundle), "--n-action-steps", "99"], capture_output=True, text=True)
     assert r.returncode != 0 and "--n-action-steps must be in [1, " in r.stderr
+    r = subprocess.run([sys.executable, "-m", "unidiff.cli", "rollout", "--ckpt", str(bundle), "--cfg", "2", "--cfg-drop", "video"], capture_output=True, text=True)
+    assert r.returncode != 0 and "--cfg-drop video" in r.stderr
     r = subprocess.run([sys.executable, "-m", "unidiff.cli", "caption", "--ckpt", str(tmp_path / "nope"), "x.png"], capture_output=True, text=True)
     assert r.returncode != 0 and "no bundle at" in r.stderr
     r = subprocess.run([sys.executable, "-m", "unidiff.cli", "eval", "--ckpt", str(bundle), "--out", str(tmp_path / "e"), "--episodes", "-1"], capture_output=True, text=True)
@@ -231,3 +238,7 @@ def test_recovery_demonstrations_start_where_the_lead_policy_left_the_robot(bund
     assert r.returncode == 2 and "lead" in r.stderr
     r = collect("--episodes", "3", "--lead", str(root / "nope"))
     assert r.returncode == 2 and "not a bundle" in r.stderr
+    r = collect("--episodes", "3", "--lead-decoy")
+    assert r.returncode == 2 and "--lead-decoy needs --lead" in r.stderr
+    r = collect("--episodes", "3", "--lead", str(bundle), "--lead-steps", "12", "--lead-decoy", "--keep-failed")
+    assert r.returncode == 2 and "lead_decoy" in r.stderr  # the dataset was collected without it

@@ -1,7 +1,7 @@
 """`unidiff collect`: run scripted experts in worker processes and write an episode dataset.
 
     unidiff collect --env ID --episodes N --out DIR [--workers K] [--seed S] [--size 64]
-                    [--noise STD] [--keep-failed] [--lead BUNDLE --lead-steps K]
+                    [--noise STD] [--keep-failed] [--lead BUNDLE --lead-steps K [--lead-decoy]]
     unidiff collect --verify DIR
 
 `--episodes N` is the number of episodes DIR should hold: running again with the same N
@@ -10,7 +10,9 @@ attempted are skipped, so results do not depend on the number of workers or on r
 
 `--lead BUNDLE` collects recovery demonstrations (DAgger-style): in each episode the bundle's
 policy drives first for a seeded number of steps in [0, K], and the recording (expert labels,
-expert actions) starts where it left the robot.
+expert actions) starts where it left the robot.  `--lead-decoy` tells that policy to act on another
+object than the episode's (tabletop: target and reference swapped), so the expert's recording starts
+at the wrong object and shows the way to the named one.
 """
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-failed", action="store_true", help="also keep episodes the expert failed")
     p.add_argument("--lead", type=Path, metavar="BUNDLE", help="a bundle whose policy drives before the expert takes over")
     p.add_argument("--lead-steps", type=int, default=64, help="most steps the --lead policy drives (each episode draws 0..K)")
+    p.add_argument("--lead-decoy", action="store_true",
+                   help="give the --lead policy an instruction naming another object (tabletop envs)")
     p.add_argument("--verify", type=Path, metavar="DIR", help="check a dataset and exit")
     return p
 
@@ -52,11 +56,12 @@ def _new_manifest(args) -> dict:
             "noise_std": args.noise, "keep_failed": args.keep_failed, **_lead_settings(args), "episodes": [], "attempts": {}}
 
 
-NO_LEAD = {"lead": None, "lead_steps": 0}  # also what datasets from before --lead hold
+NO_LEAD = {"lead": None, "lead_steps": 0, "lead_decoy": False}  # also what datasets from before --lead hold
 
 
 def _lead_settings(args) -> dict:
-    return NO_LEAD if args.lead is None else {"lead": str(args.lead), "lead_steps": args.lead_steps}
+    return NO_LEAD if args.lead is None else {"lead": str(args.lead), "lead_steps": args.lead_steps,
+                                                "lead_decoy": args.lead_decoy}
 
 
 def prepare(args) -> dict:
@@ -183,6 +188,11 @@ def validate(args) -> None:
         raise CollectError(f"--noise must be >= 0, got {args.noise}")
     if args.lead is not None and not (args.lead / "model.safetensors").is_file():
         raise CollectError(f"--lead {args.lead} is not a bundle directory (no model.safetensors); give e.g. runs/x/bundle")
+    if args.lead_decoy and args.lead is None:
+        raise CollectError("--lead-decoy needs --lead BUNDLE (the policy that is given the decoy instruction)")
+    if args.lead_decoy and not args.env.startswith("unidiff/Tabletop"):
+        raise CollectError(f"--lead-decoy needs a tabletop env (unidiff/Tabletop...), not {args.env}: "
+                           f"only those can name another object")
     if args.lead_steps < 0:
         raise CollectError(f"--lead-steps must be >= 0, got {args.lead_steps}")
 

@@ -11,7 +11,7 @@ CRASH_ENV = "UNIDIFF_COLLECT_CRASH_SEED"
 
 
 def init_worker(env_id: str, size: int, root: str, noise_std: float, keep_failed: bool,
-                lead: str | None = None, lead_steps: int = 0) -> None:
+                lead: str | None = None, lead_steps: int = 0, lead_decoy: bool = False) -> None:
     import unidiff_envs
     from unidiff_envs.experts import make_expert
 
@@ -25,7 +25,7 @@ def init_worker(env_id: str, size: int, root: str, noise_std: float, keep_failed
         policy = unidiff.load(lead).policy()
     env = unidiff_envs.make(env_id, size=size)
     _STATE.update(env=env, expert=make_expert(env), root=Path(root), noise_std=noise_std,
-                  keep_failed=keep_failed, lead=policy, lead_steps=lead_steps)
+                  keep_failed=keep_failed, lead=policy, lead_steps=lead_steps, lead_decoy=lead_decoy)
 
 
 def collect_one(seed: int) -> dict:
@@ -35,7 +35,8 @@ def collect_one(seed: int) -> dict:
 
     if os.environ.get(CRASH_ENV) == str(seed):
         os._exit(17)
-    ep = run_episode(_STATE["env"], _STATE["expert"], seed, _STATE["noise_std"], _STATE["lead"], _STATE["lead_steps"])
+    ep = run_episode(_STATE["env"], _STATE["expert"], seed, _STATE["noise_std"], _STATE["lead"], _STATE["lead_steps"],
+                     _STATE["lead_decoy"])
     meta = ep["meta"]
     if meta["length"] > 0 and (meta["success"] or _STATE["keep_failed"]):  # 0: the lead ended it
         return write_episode(_STATE["root"], ep)

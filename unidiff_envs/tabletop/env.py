@@ -13,7 +13,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from unidiff_envs.tabletop.language import caption, describe
+from unidiff_envs.tabletop.language import caption, describe, instruction
 from unidiff_envs.tabletop.model import Camera, body_xy, build_model, place_scene
 from unidiff_envs.tabletop.tasks import TaskSpec, relation_gap, relation_holds, sample_task
 
@@ -70,6 +70,17 @@ class TabletopEnv(gym.Env):
 
     def caption(self) -> str:
         return caption(self.current_scene(), phrasing=self._phrasing)
+
+    def decoy_instruction(self) -> str:
+        """An instruction that names a *different* object as the one to act on: for push the target
+        and reference swapped, for reach the next object in the scene.  A policy given it drives
+        toward the wrong object -- the states recovery demonstrations should start from when a
+        policy confuses which object was named (``unidiff collect --lead-decoy``).  A reach scene
+        with one object has no other to name: its own instruction is returned."""
+        spec, names = self.spec_task, [o.name for o in self.scene.objects]
+        if spec.task == "push":
+            return instruction("push", spec.reference, spec.phrasing, spec.relation, spec.target)
+        return instruction("reach", names[(names.index(spec.target) + 1) % len(names)], spec.phrasing)
 
     def describe(self) -> dict:
         return describe(self.current_scene())

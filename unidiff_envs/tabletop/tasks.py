@@ -27,6 +27,7 @@ class TaskSpec:
     target: str
     relation: str | None = None
     reference: str | None = None
+    phrasing: int = 0  # which instruction template (kept so a decoy instruction can reuse it)
 
     def to_dict(self) -> dict:
         return {"task": self.task, "target": self.target, "relation": self.relation,
@@ -84,7 +85,7 @@ def sample_task(task: str, rng: np.random.Generator) -> tuple[Scene, TaskSpec, s
         if task == "reach":
             scene = sample_scene(seed)
             target = scene.objects[int(rng.integers(len(scene.objects)))]
-            spec = TaskSpec("reach", target.name)
+            spec = TaskSpec("reach", target.name, phrasing=phrasing)
             return scene, spec, instruction("reach", target.name, phrasing)
         if task != "push":
             raise ValueError(f"unknown tabletop task {task!r}; expected 'reach' or 'push'")
@@ -93,6 +94,6 @@ def sample_task(task: str, rng: np.random.Generator) -> tuple[Scene, TaskSpec, s
         relation = list(RELATION_AXIS)[int(rng.integers(4))]
         target, reference = scene.objects[int(i)], scene.objects[int(j)]
         if _push_feasible(scene, target, reference, relation):
-            spec = TaskSpec("push", target.name, relation, reference.name)
+            spec = TaskSpec("push", target.name, relation, reference.name, phrasing)
             return scene, spec, instruction("push", target.name, phrasing, relation, reference.name)
     raise RuntimeError("could not sample a feasible push task")  # pragma: no cover
