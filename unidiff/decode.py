@@ -190,6 +190,8 @@ def decode(
     seeds = _validate(steps, schedule, temperature, noise_scale, cfg_scale, threshold, remask, seeds, B)
     if text_block is not None and (not isinstance(text_block, int) or text_block < 1):
         raise ValueError(f"text_block must be a positive int or None, got {text_block!r}")
+    if cfg_drop is not None and (isinstance(cfg_drop, str) or not set(cfg_drop) <= set(spec.modalities)):
+        raise ValueError(f"cfg_drop must be a tuple of this canvas's modalities {list(spec.modalities)} or None, got {cfg_drop!r}")
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     dev = tokens.device
     x = tokens.clone()
@@ -201,8 +203,6 @@ def decode(
     commit_p = torch.ones(B, L, dtype=torch.float64, device=dev) if remask is not None else None
     forward = ConditionCache(model, x, pos_roles, enabled=cache, compiled=compile)
     uncond = None
-    if cfg_drop is not None and (isinstance(cfg_drop, str) or not set(cfg_drop) <= set(spec.modalities)):
-        raise ValueError(f"cfg_drop must be a tuple of this canvas's modalities {list(spec.modalities)} or None, got {cfg_drop!r}")
     if cfg_scale > 0:
         drop = pos_roles == Role.GIVEN
         if cfg_drop is not None:
