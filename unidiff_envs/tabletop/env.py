@@ -13,7 +13,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from unidiff_envs.tabletop.language import caption, describe, instruction
+from unidiff_envs.tabletop.language import caption, describe
 from unidiff_envs.tabletop.model import Camera, body_xy, build_model, place_scene
 from unidiff_envs.tabletop.tasks import TaskSpec, relation_gap, relation_holds, sample_task
 
@@ -77,10 +77,7 @@ class TabletopEnv(gym.Env):
         toward the wrong object -- the states recovery demonstrations should start from when a
         policy confuses which object was named (``unidiff collect --lead-decoy``).  A reach scene
         with one object has no other to name: its own instruction is returned."""
-        spec, names = self.spec_task, [o.name for o in self.scene.objects]
-        if spec.task == "push":
-            return instruction("push", spec.reference, spec.phrasing, spec.relation, spec.target)
-        return instruction("reach", names[(names.index(spec.target) + 1) % len(names)], spec.phrasing)
+        return self.spec_task.decoy([o.name for o in self.scene.objects]).instruction()
 
     def describe(self) -> dict:
         return describe(self.current_scene())

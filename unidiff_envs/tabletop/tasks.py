@@ -7,7 +7,7 @@ the scripted expert can be near perfect and failures mean something.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,7 +27,18 @@ class TaskSpec:
     target: str
     relation: str | None = None
     reference: str | None = None
-    phrasing: int = 0  # which instruction template (kept so a decoy instruction can reuse it)
+    phrasing: int = 0  # which instruction template
+
+    def instruction(self) -> str:
+        """The instruction text of this goal."""
+        return instruction(self.task, self.target, self.phrasing, self.relation, self.reference)
+
+    def decoy(self, names: list[str]) -> "TaskSpec":
+        """The same goal acting on another object of a scene holding ``names``: push swaps target and
+        reference, reach takes the next object (itself in a one-object scene)."""
+        if self.task == "push":
+            return replace(self, target=self.reference, reference=self.target)
+        return replace(self, target=names[(names.index(self.target) + 1) % len(names)])
 
     def to_dict(self) -> dict:
         return {"task": self.task, "target": self.target, "relation": self.relation,
@@ -86,7 +97,7 @@ def sample_task(task: str, rng: np.random.Generator) -> tuple[Scene, TaskSpec, s
             scene = sample_scene(seed)
             target = scene.objects[int(rng.integers(len(scene.objects)))]
             spec = TaskSpec("reach", target.name, phrasing=phrasing)
-            return scene, spec, instruction("reach", target.name, phrasing)
+            return scene, spec, spec.instruction()
         if task != "push":
             raise ValueError(f"unknown tabletop task {task!r}; expected 'reach' or 'push'")
         scene = sample_scene(seed, int(rng.integers(2, 5)))
@@ -95,5 +106,5 @@ def sample_task(task: str, rng: np.random.Generator) -> tuple[Scene, TaskSpec, s
         target, reference = scene.objects[int(i)], scene.objects[int(j)]
         if _push_feasible(scene, target, reference, relation):
             spec = TaskSpec("push", target.name, relation, reference.name, phrasing)
-            return scene, spec, instruction("push", target.name, phrasing, relation, reference.name)
+            return scene, spec, spec.instruction()
     raise RuntimeError("could not sample a feasible push task")  # pragma: no cover
