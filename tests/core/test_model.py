@@ -46,3 +46,30 @@ def test_rope_backbone_uses_positions_in_attention_and_loads_like_the_plain_one(
     assert not torch.allclose(rope(tokens, pos_roles), plain(tokens, pos_roles), atol=1e-4)
     with pytest.raises(ValueError, match="even head width"):
         BackboneConfig(width=30, heads=2, rope=True)
+
+
+def test_linear_weights_are_stored_transposed_and_survive_loading_copies_and_training(spec, random_sample):
+    """The blocks' linear weights live column-major (faster products at decoding sizes): the same
+    values as a plain nn.Linear would hold, the same state dict, and the layout survives
+    load_state_dict, deep copies and optimiser steps."""
+    import copy
+
+    from unidiff.canvas import position_roles, prompt_canvas
+
+    def layouts(net):
+        return {n: p.t().is_contiguous() for n, p in net.named_parameters() if n.startswith("blocks") and p.ndim == 2}
+
+    torch.manual_seed(0)
+    net = Backbone(spec, BackboneConfig(width=32, depth=2, heads=2))
+    assert len(layouts(net)) == 4 * 2 and all(layouts(net).values())
+    twin = Backbone(spec, BackboneConfig(width=32, depth=2, heads=2))
+    tokens, roles = prompt_canvas(spec, [{"text": random_sample(spec, torch.Generator().manual_seed(1))["text"]}], ("image",))
+    pos_roles = position_roles(spec, roles)
+    loss = net(tokens, pos_roles).square().mean()
+    loss.backward()
+    torch.optim.AdamW(net.parameters(), lr=1e-2).step()
+    twin.load_state_dict(net.state_dict())
+    assert all(layouts(net).values())  # the optimiser step kept the layout
+    for other in (twin, copy.deepcopy(net)):
+        assert all(layouts(other).values())
+        assert torch.equal(other.eval()(tokens, pos_roles), net.eval()(tokens, pos_roles))

@@ -78,7 +78,7 @@ def word_accuracy(model, scenes: list[dict], batch: int = 64) -> dict[str, float
         roles = torch.stack([r[1] for r in part]).to(dev)
         hidden = net(tokens, roles)
         read = torch.tensor([r[2] for r in part], device=dev)
-        pred = out_ids[(hidden[torch.arange(len(part), device=dev), read] @ head.T).argmax(-1)].cpu()
+        pred = out_ids[(hidden[torch.arange(len(part), device=dev), read] @ head).argmax(-1)].cpu()
         for r, p in zip(part, pred.tolist()):
             hits[r[4]].append(p == r[3])
             hits[f"{r[4]}.{r[5]}_objects"].append(p == r[3])
