@@ -49,9 +49,8 @@ def test_rope_backbone_uses_positions_in_attention_and_loads_like_the_plain_one(
 
 
 def test_linear_weights_are_stored_transposed_and_survive_loading_copies_and_training(spec, random_sample):
-    """The blocks' linear weights live column-major (faster products at decoding sizes): the same
-    values as a plain nn.Linear would hold, the same state dict, and the layout survives
-    load_state_dict, deep copies and optimiser steps."""
+    """The blocks' linear weights live column-major (faster products at decoding sizes), and the
+    layout survives optimiser steps, load_state_dict and deep copies, which give the same outputs."""
     import copy
 
     from unidiff.canvas import position_roles, prompt_canvas
