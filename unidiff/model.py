@@ -282,8 +282,9 @@ class Backbone(nn.Module):
         return out
 
     def output_head(self, modality: str) -> torch.Tensor:
-        """(width, n_ids) output weights of ``modality``'s ids, row-major (as the blocks' weights are), so
-        that ``hidden @ head`` are its logits (a decoder takes it once per call)."""
+        """(width, n_ids) output weights of ``modality``'s ids, transposed and row-major (for the reason
+        the blocks' weights are stored column-major), so that ``hidden @ head`` are its logits (a
+        decoder takes it once per call)."""
         weight = self.tok_emb.weight if self.head is None else self.head.weight
         return weight[self.output_ids(modality)].T.contiguous()
 
