@@ -55,9 +55,9 @@ class ConditionCache:
     the GIVEN columns run once (keys/values kept per layer) and every call runs only the TARGET
     columns against them -- the same numbers as a full pass up to float rounding, at a fraction
     of the cost.  Otherwise every call is a full pass over the columns present in some row.  The
-    columns and the attention mask are fixed once here, for both.  Calls return the hidden states
-    of ``columns``; :meth:`segment` finds a canvas segment among them.  ``compiled``: run through
-    :meth:`Backbone.runner`'s compiled run.
+    columns, their position embeddings and the attention mask are fixed once here, for both.
+    Calls return the hidden states of ``columns``; :meth:`segment` finds a canvas segment among
+    them.  ``compiled``: run through :meth:`Backbone.runner`'s compiled run.
     """
 
     def __init__(self, model: Backbone, tokens: torch.Tensor, pos_roles: torch.Tensor, enabled: bool = True, compiled: bool = False) -> None:
@@ -74,7 +74,8 @@ class ConditionCache:
             _, kvs = self.run(tokens[:, gidx], gidx, g_roles, mask=_visible(model.attention(gidx, g_roles)), outputs=0)
             self.prefix = KVCache(kvs, room=len(self.columns))
             self.roles = torch.cat([g_roles, self.roles], dim=1)
-        self.mask = _visible(model.attention(self.columns, self.roles))  # the same at every step
+        # the same at every step
+        self.mask, self.pos = _visible(model.attention(self.columns, self.roles)), model.position_embedding(self.columns)
 
     def segment(self, sl: slice) -> slice:
         """A canvas slice -> the same positions in a call's output."""
@@ -83,7 +84,7 @@ class ConditionCache:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L) canvas -> (B, len(columns), width) hidden states of ``columns``."""
-        return self.run(x[:, self.columns], self.columns, self.roles, prefix=self.prefix, mask=self.mask)[0]
+        return self.run(x[:, self.columns], self.columns, self.roles, prefix=self.prefix, mask=self.mask, pos=self.pos)[0]
 
 
 def _visible(mask: torch.Tensor) -> torch.Tensor | None:

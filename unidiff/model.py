@@ -155,7 +155,14 @@ class Block(nn.Module):
             return x[:, :0], self.attn.kv(self.norm1(x), rope)
         a, kv = self.attn(self.norm1(x), mask, attend, outputs, rope)
         x = (x if outputs is None else x[:, -outputs:]) + a
-        return x + self.mlp(self.norm2(x)), kv
+        return x + self._mlp(self.norm2(x)), kv
+
+    def _mlp(self, x):
+        """timm's Mlp; without dropout through its two linears and activation alone: its forward
+        also calls two dropouts and a norm that are identities then (no ``norm_layer``), module calls
+        that cost up to ~7 % of a cached decoding step at batch 1 (README, fast decoding)."""
+        m = self.mlp
+        return m(x) if self.training and m.drop1.p else m.fc2(m.act(m.fc1(x)))
 
 
 _COMPUTE = object()  # run(mask=...) not given: compute it (None is a valid mask: nothing hidden)
@@ -208,10 +215,13 @@ class Backbone(nn.Module):
         """Joint ids behind the columns of :meth:`logits` for this modality."""
         return getattr(self, f"out_ids_{modality}")
 
-    def embed(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Token + modality + 2-D position embedding; ``positions`` index the canvas layout."""
-        pos = self.mod_emb(self.pos_mod[positions]) + self.row_emb(self.pos_row[positions]) + self.col_emb(self.pos_col[positions])
-        return self.tok_emb(tokens) + pos
+    def position_embedding(self, positions: torch.Tensor) -> torch.Tensor:
+        """Modality + 2-D position embedding of canvas ``positions`` (indices into its layout)."""
+        return self.mod_emb(self.pos_mod[positions]) + self.row_emb(self.pos_row[positions]) + self.col_emb(self.pos_col[positions])
+
+    def embed(self, tokens: torch.Tensor, positions: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        """Token + position embedding; ``pos``: :meth:`position_embedding` of ``positions``, if known."""
+        return self.tok_emb(tokens) + (self.position_embedding(positions) if pos is None else pos)
 
     def attention(self, positions, pos_roles, prefix_positions=None):
         """The attention mask of a :meth:`run` over ``positions`` (after a prefix at
@@ -224,7 +234,7 @@ class Backbone(nn.Module):
             mask = attention_mask(pos_roles, causal=True, positions=torch.cat([prefix_positions, positions]))
         return mask[:, -positions.shape[0] :]
 
-    def run(self, tokens, positions, pos_roles, prefix=None, prefix_positions=None, mask=_COMPUTE, outputs=None):
+    def run(self, tokens, positions, pos_roles, prefix=None, prefix_positions=None, mask=_COMPUTE, outputs=None, pos=None):
         """Transformer over a subset of canvas positions.  ``prefix``: a :class:`KVCache` of positions
         computed earlier (the cached condition) that these positions may attend to; their roles come
         first in ``pos_roles``.  Returns final hidden states and the per-layer (k, v) of this run.
@@ -235,7 +245,8 @@ class Backbone(nn.Module):
         ``outputs``: return the hidden states of only the last this many positions (None: all), so
         the last layer computes queries and MLP for those alone -- an AR prefill reads only its last
         position; ``outputs=0`` (no prefix) wants only the keys/values, a new cache of positions
-        whose outputs nobody reads, and the last layer stops there."""
+        whose outputs nobody reads, and the last layer stops there.  ``pos``: :meth:`position_embedding`
+        of ``positions``, for a caller that runs the same positions many times (a decoder)."""
         if self.cfg.causal and prefix is not None and prefix_positions is None:
             raise ValueError("a causal backbone with a prefix needs prefix_positions (the prefix's canvas indices)")
         if outputs is not None and not 0 <= outputs <= len(positions):
@@ -244,7 +255,7 @@ class Backbone(nn.Module):
             raise ValueError("outputs=0 computes the keys/values of a new cache; it takes no prefix")
         if mask is _COMPUTE:
             mask = self.attention(positions, pos_roles, prefix_positions if prefix is not None else None)
-        x = self.embed(tokens, positions)
+        x = self.embed(tokens, positions, pos)
         rope = (self.rope_cos[positions], self.rope_sin[positions]) if self.cfg.rope else None
         kvs = []
         for i, block in enumerate(self.blocks):
@@ -296,7 +307,9 @@ class Backbone(nn.Module):
 
 @cache
 def _compiled_run():
-    """:meth:`Backbone.run` compiled once per process; dynamo keeps an entry per model and shape."""
+    """:meth:`Backbone.run` compiled once per process; dynamo keeps an entry per model and shape.
+    Inductor's C++ wrapper calls each compiled graph's kernels from C++ instead of Python, which
+    counts at batch 1 where a decoding step is a few dozen small kernels (README, fast decoding)."""
     # one entry per (model, task, batch size, cached/full/build) pattern: more than dynamo's default 8
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    return torch.compile(Backbone.run)
+    return torch.compile(Backbone.run, options={"cpp_wrapper": True})

@@ -72,3 +72,18 @@ def test_linear_weights_are_stored_transposed_and_survive_loading_copies_and_tra
     for other in (twin, copy.deepcopy(net)):
         assert all(layouts(other).values())
         assert torch.equal(other.eval()(tokens, pos_roles), net.eval()(tokens, pos_roles))
+
+
+def test_block_mlp_skips_identity_layers_but_keeps_dropout_in_training():
+    """A block calls timm's Mlp through its linears alone when nothing would drop (the same
+    numbers), and through the whole Mlp, dropout included, when training with dropout."""
+    from unidiff.model import Block
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 32)
+    plain = Block(BackboneConfig(width=32, depth=1, heads=2))
+    assert torch.equal(plain._mlp(x), plain.mlp(x))
+    dropping = Block(BackboneConfig(width=32, depth=1, heads=2, dropout=0.5))
+    assert torch.equal(dropping.eval()._mlp(x), dropping.mlp(x))
+    dropping.train()
+    assert not torch.equal(dropping._mlp(x), dropping._mlp(x))  # a new dropout draw each call
