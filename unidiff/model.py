@@ -160,7 +160,7 @@ class Block(nn.Module):
     def _mlp(self, x):
         """timm's Mlp; without dropout through its two linears and activation alone: its forward
         also calls two dropouts and a norm that are identities then (no ``norm_layer``), module calls
-        that cost up to ~7 % of a cached decoding step at batch 1 (README, fast decoding)."""
+        that count at batch 1, where a decoding step is bound by per-call costs (README, fast decoding)."""
         m = self.mlp
         return m(x) if self.training and m.drop1.p else m.fc2(m.act(m.fc1(x)))
 
