@@ -17,7 +17,7 @@ scripted expert, in action units (lower is better).
 
 Each task names its quality metric and whether higher is better (``tasks`` in the JSON); quality
 deltas in ``ratios`` are signed so that positive means better.  ``step_costs`` splits a batch-1
-decode into its network calls (cache build, cached step, full step), so a ratio can be explained.
+decode into its calls (cache build, cached step, full step, the commit rule), so a ratio can be explained.
 ``--compile`` runs every variant, the AR twin included, through ``torch.compile``.
 
     unidiff bench --ckpt runs/synthetic-tiny/bundle --ar runs/synthetic-tiny-ar/bundle --out bench.json
@@ -40,7 +40,7 @@ import torch
 from unidiff.ar_decode import ar_decode
 from unidiff.bench_tasks import BenchTask, bench_tasks
 from unidiff.canvas import Role, position_roles, text_ids
-from unidiff.decode import ConditionCache, DecodeOutput, decode
+from unidiff.decode import ConditionCache, DecodeOutput, commit_rule, decode
 
 DIFFUSION_VARIANTS = ("full", "cached", "cached+remask", "cached+threshold", "cached+threshold+remask")
 AR = "ar"
@@ -114,27 +114,33 @@ def decoders(model, ar_model, steps: int, schedule: str, threshold: float, remas
 
 
 def step_costs(model, task: BenchTask, compile: bool = False, repeats: int = 20) -> dict:
-    """Where a batch-1 decode's time goes, per network call (median ms over the task's first
-    prompts): building the condition cache, one cached step over the targets, one full step.
-    A decode is one build plus ``steps`` cached steps, or ``steps`` full steps, plus the
-    decoder's own bookkeeping (the same in both)."""
+    """Where a batch-1 decode's time goes, per call (median ms over the task's first prompts):
+    building the condition cache, one cached step over the targets, one full step, and the
+    decoder's commit rule for the target segment at the first step.  A decode is one build plus
+    ``steps`` cached steps, or ``steps`` full steps, and ``steps`` commits in both (plus a little
+    bookkeeping)."""
+    sl = task.span
+    head, ids, ranks = model.output_head(task.target), model.output_ids(task.target), torch.arange(sl.stop - sl.start)
 
-    def timed(i: int) -> tuple[float, float, float]:
+    def timed(i: int) -> tuple[float, float, float, float]:
         x = task.tokens[i : i + 1]
         pos_roles = position_roles(model.spec, task.roles[i : i + 1])
         full = ConditionCache(model, x, pos_roles, enabled=False, compiled=compile)
         t0 = time.perf_counter()
         cached = ConditionCache(model, x, pos_roles, compiled=compile)
         t1 = time.perf_counter()
-        cached(x)
+        hidden = cached(x)
         t2 = time.perf_counter()
         full(x)
-        return t1 - t0, t2 - t1, time.perf_counter() - t2
+        t3 = time.perf_counter()
+        masked = x[:, sl] == model.spec.mask_ids[sl]
+        commit_rule(hidden[:, cached.segment(sl)], head, x[:, sl], masked, ids, ranks, masked.sum(1) // 2)
+        return t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3
 
     with torch.inference_mode():
         timed(0)  # warm-up (compiled: the compiles)
         runs = [timed(i) for i in range(min(repeats, task.tokens.shape[0]))]
-    keys = ("cache_build_ms", "cached_step_ms", "full_step_ms")
+    keys = ("cache_build_ms", "cached_step_ms", "full_step_ms", "commit_ms")
     return {k: 1000.0 * statistics.median(r[j] for r in runs) for j, k in enumerate(keys)}
 
 
@@ -238,7 +244,8 @@ def table(report: dict) -> str:
                     extra += f" identical={report['cached_identical_to_full'][task][bs]}"
                 lines.append(f"{task:<8} {v:<24} {bs:>3} {c['ms_per_sample']:>10.2f} {c['tokens_per_s']:>9.0f} {c['nfe']:>6.2f} {c['quality']:>8.3f}  {extra.strip()}")
     for task, c in report.get("step_costs", {}).items():
-        lines.append(f"{task} at B=1: cache build {c['cache_build_ms']:.2f} ms, cached step {c['cached_step_ms']:.2f} ms, full step {c['full_step_ms']:.2f} ms")
+        lines.append(f"{task} at B=1: cache build {c['cache_build_ms']:.2f} ms, cached step {c['cached_step_ms']:.2f} ms, "
+                     f"full step {c['full_step_ms']:.2f} ms, commit {c['commit_ms']:.2f} ms")
     if tasks:
         lines.append("quality: " + ", ".join(
             f"{t} {d['quality_metric']} ({'higher' if d['higher_is_better'] else 'lower'} is better; {d['given_tokens']:.0f} given -> {d['target_tokens']} target tokens)"

@@ -112,6 +112,46 @@ def _doubted(p: torch.Tensor, candidates: torch.Tensor, remask: float, budget: t
     return doubt & (rank < budget.unsqueeze(1))
 
 
+def commit_rule(h, head, seg_x, masked, ids, ranks, n_keep, h_u=None, cfg_scale=0.0, temperature=0.0, pick_noise=None,
+                conf_noise=None, block_rank=None, threshold=None, want_p=False):
+    """One decoding step's rule for one target segment of some samples (a scheduler step, apart
+    from the model): predict the masked tokens from the hidden states ``h`` (``h_u``: of the
+    unconditional pass, for guidance), choose which to commit, commit them.
+
+    ``n_keep``: how many stay masked (the fixed schedule); ``threshold``: commit every token above it
+    instead (None: the schedule); ``ranks``: ``arange`` of the segment length; ``block_rank``: a
+    left-to-right block order that outranks confidence; ``pick_noise`` / ``conf_noise``: Gumbel
+    noise of sampling and of the commit order (None: argmax, pure confidence).
+    -> (segment with the commits, still masked, committed, each pick's probability if ``want_p``).
+    """
+    logits = (h @ head).float()
+    if h_u is not None:
+        logits = logits + cfg_scale * (logits - (h_u @ head).float())
+    pick = logits.argmax(-1) if pick_noise is None else (logits / temperature + pick_noise).argmax(-1)
+    # log-probability of each pick; float64 only where something is added to it or compared with a
+    # probability (at batch 1 a step is bound by its number of operators)
+    conf = torch.log_softmax(logits, -1).gather(-1, pick.unsqueeze(-1)).squeeze(-1)
+    p_pick = conf.double().exp() if want_p or threshold is not None else None
+    if conf_noise is not None:
+        conf = conf.double() + conf_noise
+    conf = conf.masked_fill(~masked, float("-inf"))
+    if block_rank is not None:
+        conf = conf.double() - block_rank
+    # commit order: the most confident masked tokens first (ties: lower position first)
+    order = torch.argsort(conf, dim=1, descending=True, stable=True)
+    n_masked = masked.sum(1)
+    if threshold is None:
+        n_commit = n_masked - n_keep
+    else:
+        sure = (p_pick > threshold) & masked
+        # left to right: the leading run of sure tokens (a sure token behind an unsure one waits)
+        n_commit = sure.gather(1, order).long().cumprod(1).sum(1) if block_rank is not None else sure.sum(1)
+    n_commit = torch.minimum(torch.clamp(n_commit, min=1), n_masked)
+    commit = masked & torch.zeros_like(masked).scatter_(1, order, ranks < n_commit.unsqueeze(1))
+    # masked positions hold their mask id already
+    return torch.where(commit, ids[pick], seg_x), masked & ~commit, commit, p_pick
+
+
 def _validate(steps, schedule, temperature, noise_scale, cfg_scale, threshold, remask, seeds, batch) -> list[int]:
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
@@ -220,6 +260,8 @@ def decode(
     # per segment, once: its output head and, for the fixed schedule, how many of its tokens stay
     # masked after each step (gamma of the step's t times the segment's initial count)
     heads = {m: model.output_head(m) for m, _, _, _ in targets}
+    ids = {m: model.output_ids(m) for m, _, _, _ in targets}  # joint id of each logit column
+    ranks = {m: torch.arange(sl.stop - sl.start, device=dev) for m, sl, _, _ in targets}  # commit-order ranks
     # semi-autoregressive text: a block's index outranks any confidence in the commit order
     block_rank = {m: (torch.arange(sl.stop - sl.start, device=dev) // text_block).double() * 1e9
                   for m, sl, _, _ in targets if m == "text" and text_block is not None}
@@ -239,45 +281,20 @@ def decode(
         hidden_u = uncond(x) if uncond is not None else None
         nfe += 1 if uncond is None else 2
         for m, sl, rows, idx in targets:
-            logits = model.logits(hidden[rows, out_sl[m][0]], m, heads[m]).float()
-            if hidden_u is not None:
-                logits = logits + cfg_scale * (logits - model.logits(hidden_u[rows, out_sl[m][1]], m, heads[m]).float())
-            logp = torch.log_softmax(logits, -1)
-            ids = model.output_ids(m)
             seg_x, masked = x[rows, sl], todo[rows, sl]
-            active = masked.any(1, keepdim=True)  # this sample's segment is still decoding
-            if temperature > 0:
-                pick = (logits / temperature + _gumbel(logits.shape, gens, idx).to(dev)).argmax(-1)
-            else:
-                pick = logits.argmax(-1)
-            conf = logp.gather(-1, pick.unsqueeze(-1)).squeeze(-1).double()
-            p_pick = conf.exp()  # the probability each token would be committed with
-            if noise_scale > 0:
-                conf = conf + noise_scale * (1.0 - (k + 1) / steps) * _gumbel(conf.shape, gens, idx).to(dev)
-            conf = conf.masked_fill(~masked, float("-inf"))
-            if m in block_rank:
-                conf = conf - block_rank[m]
-            # commit order: the most confident masked tokens first (ties: lower position first)
-            order = torch.argsort(conf, dim=1, descending=True, stable=True)
-            n_masked = masked.sum(1)
-            if last:
-                n_commit = n_masked
-            elif threshold is not None:
-                sure = (p_pick > threshold) & masked
-                # left to right: the leading run of sure tokens (a sure token behind an unsure one waits)
-                n_commit = sure.gather(1, order).long().cumprod(1).sum(1) if m in block_rank else sure.sum(1)
-            else:
-                n_commit = n_masked - keep[m][k]
-            n_commit = torch.minimum(torch.clamp(n_commit, min=1), n_masked)
-            commit = masked & torch.zeros_like(masked).scatter_(1, order, torch.arange(conf.shape[1], device=dev) < n_commit.unsqueeze(1))
-            seg_x = torch.where(commit, ids[pick], torch.where(masked, mask_ids[sl], seg_x))
-            masked = masked & ~commit
+            pick_noise = _gumbel((len(idx), sl.stop - sl.start, heads[m].shape[1]), gens, idx).to(dev) if temperature > 0 else None
+            conf_noise = noise_scale * (1.0 - (k + 1) / steps) * _gumbel(masked.shape, gens, idx).to(dev) if noise_scale > 0 else None
+            seg_x, masked, commit, p_pick = commit_rule(
+                hidden[rows, out_sl[m][0]], heads[m], seg_x, masked, ids[m], ranks[m], keep[m][k],  # keep: 0 at the last step
+                None if hidden_u is None else hidden_u[rows, out_sl[m][1]], cfg_scale, temperature, pick_noise, conf_noise,
+                block_rank.get(m), None if last else threshold, remask is not None)
             if remask is not None:
                 commit_p[rows, sl] = torch.where(commit, p_pick, commit_p[rows, sl])
                 if not last:
                     # doubted tokens go back to [MASK] for the next step to predict again in more
                     # context -- only while the segment was decoding at this step's start: a finished
                     # one stays finished, so a sample's result does not depend on its batch
+                    active = todo[rows, sl].any(1, keepdim=True)
                     doubt = _doubted(commit_p[rows, sl], generated[rows, sl] & ~masked & active, remask, budget[rows])
                     budget[rows] -= doubt.sum(1)
                     n_remasked += int(doubt.sum())

@@ -36,7 +36,7 @@ def test_bench_writes_every_field(bundles, tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["decode"]["steps"] == 2 and report["torch_threads"] >= 1 and report["compile"] is False
     for costs in report["step_costs"].values():  # the per-call breakdown of a batch-1 decode
-        assert set(costs) == {"cache_build_ms", "cached_step_ms", "full_step_ms"} and min(costs.values()) > 0
+        assert set(costs) == {"cache_build_ms", "cached_step_ms", "full_step_ms", "commit_ms"} and min(costs.values()) > 0
     variants = (*DIFFUSION_VARIANTS, "ar")
     for task in ("caption", "t2i", "policy"):
         assert set(report["results"][task]) == set(variants)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from unidiff.canvas import Role, position_roles, prompt_canvas
-from unidiff.decode import decode
+from unidiff.decode import commit_rule, decode
 from unidiff.model import KVCache
 from unidiff.vocab import EOS_ID, PAD_ID
 
@@ -102,6 +102,29 @@ def test_threshold_commit_adapts_the_number_of_steps(spec, net, random_sample):
     loose = decode(net, tokens, roles, steps=9, threshold=1e-6)  # everything is confident enough
     strict = decode(net, tokens, roles, steps=9, threshold=0.999999)  # nothing is: one per step
     assert loose.steps == 1 and strict.steps == 9
+
+
+def test_commit_rule_commits_the_most_confident_masked_tokens():
+    """The decoder's step rule alone: by the schedule, n_masked - n_keep per row, the most confident
+    masked ones; by threshold, every masked token above it (at least one); nothing else changes."""
+    g = torch.Generator().manual_seed(0)
+    h, head, ids = torch.randn(2, 6, 8, generator=g), torch.randn(8, 5, generator=g), torch.arange(5) + 100
+    masked = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 0, 1, 0, 1, 0]], dtype=torch.bool)
+    seg = torch.where(masked, 7, 3)  # 7: the mask id, 3: tokens already there
+    logits = h @ head
+    p = torch.softmax(logits, -1).amax(-1)
+    for threshold, n_keep in ((None, torch.tensor([1, 2])), (0.5, None), (0.999, None)):
+        out, still, commit, p_pick = commit_rule(h, head, seg, masked, ids, torch.arange(6), n_keep, threshold=threshold, want_p=True)
+        assert torch.allclose(p_pick.float(), p) and not (commit & ~masked).any() and torch.equal(still, masked & ~commit)
+        assert torch.equal(out[commit], ids[logits.argmax(-1)][commit]) and torch.equal(out[~commit], seg[~commit])
+        if threshold is None:
+            assert commit.sum(1).tolist() == [3, 1]
+        else:
+            sure = masked & (p > threshold)  # all of them commit; a row with none commits its most confident
+            assert (commit >= sure).all() and commit.sum(1).tolist() == sure.sum(1).clamp(min=1).tolist()
+        for b in range(2):  # every committed token is at least as confident as every one left masked
+            if still[b].any():
+                assert p[b][commit[b]].min() >= p[b][still[b]].max()
 
 
 def test_remasking_respects_its_budget(spec, net, random_sample):
