@@ -135,6 +135,8 @@ def rollout_main(argv: list[str] | None = None) -> int:
     p.add_argument("--video", default=None, help="directory for videos of the first episodes")
     p.add_argument("--n-action-steps", type=int, default=None, help="actions executed from each chunk before re-planning (default: the whole chunk)")
     add_cfg_arg(p, "actions")
+    p.add_argument("--compile", action="store_true",
+                   help="decode through torch.compile: faster chunks after a compile of seconds per process (untimed; the same actions)")
     a = p.parse_args(argv)
     if a.episodes < 1:
         sys.exit("unidiff: --episodes must be >= 1")
@@ -151,7 +153,8 @@ def rollout_main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         sys.exit(f"unidiff: {e}")
     res = rollout_policy(model, env, a.episodes, steps=a.steps, seed=a.seed, image_size=bundle_image_size(model),
-                         workers=a.workers, video_dir=a.video, n_action_steps=a.n_action_steps, **cfg_kw(a.cfg, a.cfg_drop))
+                         workers=a.workers, video_dir=a.video, n_action_steps=a.n_action_steps, **cfg_kw(a.cfg, a.cfg_drop),
+                         **({"compile": True} if a.compile else {}))
     print(json.dumps({k: v for k, v in res.items() if k != "per_episode"}, indent=2, default=str))
     return 0
 

@@ -61,6 +61,34 @@ def test_one_worker_rolls_out_the_model_in_memory(bundle, tmp_path):
         [{k: v for k, v in e.items() if k not in drop} for e in want["per_episode"]]
 
 
+def test_a_compiled_policy_gives_the_eager_actions_and_times_no_compile(bundle, tmp_path):
+    """``compile=True`` (``unidiff rollout --compile``): the same actions and episodes; the policy
+    compiles when it is built, so ``ms_per_chunk`` is the decoding alone."""
+    import json
+
+    from unidiff_envs import make
+
+    m = unidiff.load(bundle)
+    env = make("unidiff/TabletopPush-v0", size=32)
+    obs, info = env.reset(seed=3)
+    obs = {**obs, "instruction": info["instruction"]}
+    eager, compiled = m.policy(steps=2, n_action_steps=2), m.policy(steps=2, n_action_steps=2, compile=True)
+    for p in (eager, compiled):
+        p.reset()
+    assert all(np.array_equal(eager.select_action(obs), compiled.select_action(obs)) for _ in range(4))
+    assert compiled.stats()["chunks"] == eager.stats()["chunks"] == 2
+    assert compiled.stats()["ms_per_chunk"] < 1000  # a tiny model's 2-step chunk; its compile alone takes seconds
+    out = {}
+    for flag in ([], ["--compile"]):
+        r = subprocess.run([sys.executable, "-m", "unidiff.cli", "rollout", "--ckpt", str(bundle), "--episodes", "1", "--steps", "2", *flag],
+                           capture_output=True, text=True, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-2000:]
+        out[bool(flag)] = json.loads(r.stdout)
+    timing = ("policy_ms_per_step", "control_hz", "ms_per_chunk")
+    assert {k: v for k, v in out[True].items() if k not in timing} == {k: v for k, v in out[False].items() if k not in timing}
+    assert out[True]["policy_ms_per_step"] < 1000  # no compile in the controller's step time either
+
+
 def test_images_are_sampled_with_the_task_defaults_and_seeded(bundle):
     from unidiff.tasks.codec import DECODE_DEFAULTS
 

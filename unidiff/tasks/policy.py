@@ -29,7 +29,10 @@ class DiffusionPolicy:
         model: a loaded bundle (``unidiff.load``).
         n_action_steps: actions executed from each chunk before re-planning (default: all H).
         steps, seed, decode_kw: decoder settings (``steps`` None: the bundle's for actions); chunk
-            ``i`` of an episode uses ``seed + i``.
+            ``i`` of an episode uses ``seed + i``.  With ``compile=True`` the policy decodes a
+            chunk for a blank observation when it is built: compiled decoding compiles on its
+            first call (seconds, once per process), which belongs before a controller starts,
+            not in its first step's latency.
     """
 
     def __init__(self, model, *, n_action_steps: int | None = None, steps: int | None = None, seed: int = 0, **decode_kw) -> None:
@@ -38,6 +41,18 @@ class DiffusionPolicy:
         self.steps, self.seed, self.decode_kw = steps, seed, decode_kw
         self.action_dim = model.spec.segment("action").cols
         self.reset()
+        if decode_kw.get("compile", False):
+            self._plan(self._blank_observation())
+            self.reset()
+
+    def _blank_observation(self) -> dict:
+        """An observation of the shapes the bundle reads (a black image, zero state): every
+        prompt of this policy decodes at the same canvas shapes, so it compiles what they need."""
+        size, spec = int(self.model.tokenizers["image"].config.size), self.model.spec
+        obs = {"instruction": "warm up", "image": np.zeros((size, size, 3), np.uint8)}
+        if "state" in spec.modalities:
+            obs["state"] = np.zeros(spec.segment("state").cols, np.float32)
+        return obs
 
     def reset(self) -> None:
         self._queue: deque[np.ndarray] = deque()
