@@ -263,8 +263,7 @@ def decode(
     ids = {m: model.output_ids(m) for m, _, _, _ in targets}  # joint id of each logit column
     ranks = {m: torch.arange(sl.stop - sl.start, device=dev) for m, sl, _, _ in targets}  # commit-order ranks
     # semi-autoregressive text: a block's index outranks any confidence in the commit order
-    block_rank = {m: (torch.arange(sl.stop - sl.start, device=dev) // text_block).double() * 1e9
-                  for m, sl, _, _ in targets if m == "text" and text_block is not None}
+    block_rank = {m: (ranks[m] // text_block).double() * 1e9 for m, _, _, _ in targets if m == "text" and text_block is not None}
     # with remasking the schedule is done one step early: the last step re-predicts what was remasked
     sched = steps - 1 if remask is not None and steps > 1 else steps
     keep_frac = mask_fraction(schedule, (1.0 - torch.arange(1, steps + 1, dtype=torch.float64) / sched).clamp_min(0.0))

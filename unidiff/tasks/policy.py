@@ -48,7 +48,9 @@ class DiffusionPolicy:
     def _blank_observation(self) -> dict:
         """An observation of the shapes the bundle reads (a black image, zero state): every
         prompt of this policy decodes at the same canvas shapes, so it compiles what they need."""
-        size, spec = int(self.model.tokenizers["image"].config.size), self.model.spec
+        from unidiff.evaluate import bundle_image_size
+
+        size, spec = bundle_image_size(self.model), self.model.spec
         obs = {"instruction": "warm up", "image": np.zeros((size, size, 3), np.uint8)}
         if "state" in spec.modalities:
             obs["state"] = np.zeros(spec.segment("state").cols, np.float32)
