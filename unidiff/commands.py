@@ -126,6 +126,7 @@ def generate_main(argv: list[str] | None = None) -> int:
 
 def rollout_main(argv: list[str] | None = None) -> int:
     from unidiff.evaluate import bundle_env_id, bundle_image_size, rollout_policy
+    from unidiff.tasks.codec import check_ar_settings
     from unidiff.tasks.policy import action_steps
 
     p = _parser("rollout", "Roll the bundle's policy out in a simulated env.")
@@ -148,13 +149,14 @@ def rollout_main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(a.cfg_drop) - set(model.spec.modalities))
     if unknown:
         sys.exit(f"unidiff: --cfg-drop {' '.join(unknown)}: this bundle's modalities are {' '.join(model.spec.modalities)}")
+    decode_kw = {**cfg_kw(a.cfg, a.cfg_drop), **({"compile": True} if a.compile else {})}
     try:  # checked here, before the worker processes build their policies
         action_steps(model, a.n_action_steps, name="--n-action-steps")
+        check_ar_settings(model, a.steps, decode_kw)
     except ValueError as e:
         sys.exit(f"unidiff: {e}")
     res = rollout_policy(model, env, a.episodes, steps=a.steps, seed=a.seed, image_size=bundle_image_size(model),
-                         workers=a.workers, video_dir=a.video, n_action_steps=a.n_action_steps, **cfg_kw(a.cfg, a.cfg_drop),
-                         **({"compile": True} if a.compile else {}))
+                         workers=a.workers, video_dir=a.video, n_action_steps=a.n_action_steps, **decode_kw)
     print(json.dumps({k: v for k, v in res.items() if k != "per_episode"}, indent=2, default=str))
     return 0
 

@@ -60,7 +60,7 @@ def run_demo(model, out_dir, *, scenes: int = 8, prompts=DEFAULT_PROMPTS, episod
 
     if scenes:
         stage += 1
-        log(f"[{stage}/{stages}] captioning {scenes} held-out scenes ({size}x{size}, {task_steps['caption']} steps)")
+        log(f"[{stage}/{stages}] captioning {scenes} held-out scenes ({size}x{size}, {_steps(task_steps['caption'])})")
         t0 = time.perf_counter()
         samples = heldout_scenes(scenes, size)
         images = [s["image"] for s in samples]
@@ -83,7 +83,7 @@ def run_demo(model, out_dir, *, scenes: int = 8, prompts=DEFAULT_PROMPTS, episod
 
     if prompts:
         stage += 1
-        log(f"[{stage}/{stages}] generating {len(prompts)} images from prompts ({task_steps['t2i']} steps)")
+        log(f"[{stage}/{stages}] generating {len(prompts)} images from prompts ({_steps(task_steps['t2i'])})")
         t0 = time.perf_counter()
         generated, nfe = decode_batched(model, "text", prompts, "image", steps=steps, seed=seed)
         # a prompt is scored by what it names (parsed with the caption parser); one that names no
@@ -150,8 +150,8 @@ def run_demo(model, out_dir, *, scenes: int = 8, prompts=DEFAULT_PROMPTS, episod
 
 def summary(metrics: dict, out_dir) -> str:
     """A few human lines about a :func:`run_demo` result."""
-    steps = ", ".join(f"{t} {metrics[f'{t}.steps']}" for t in ("caption", "t2i", "policy") if f"{t}.steps" in metrics)
-    lines = [f"unidiff demo of {metrics['demo.bundle']} ({metrics['demo.image_size']}px images; decoder steps: {steps})"]
+    steps = ", ".join(f"{t} {_steps(metrics[f'{t}.steps'])}" for t in ("caption", "t2i", "policy") if f"{t}.steps" in metrics)
+    lines = [f"unidiff demo of {metrics['demo.bundle']} ({metrics['demo.image_size']}px images; decoding: {steps})"]
     if "caption.n" in metrics:
         lines.append(f"  captioning     {metrics['caption.n']:>3} held-out scenes  object F1 {metrics['caption.object_f1']:.3f}"
                      f"   exact match {metrics['caption.exact_match']:.3f}")
@@ -207,3 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"unidiff demo: {e}")
     print(summary(metrics, a.out))
     return 0
+
+
+def _steps(n: int | None) -> str:
+    """A task's decoder steps for the log (None: an autoregressive twin's token-by-token decoding)."""
+    return "left to right" if n is None else f"{n} steps"

@@ -89,6 +89,35 @@ def test_a_compiled_policy_gives_the_eager_actions_and_times_no_compile(bundle, 
     assert out[True]["policy_ms_per_step"] < 1000  # no compile in the controller's step time either
 
 
+def test_an_ar_twin_bundle_captions_and_acts_through_the_same_calls(bundle, tmp_path):
+    """A causal (AR-twin) bundle decodes left to right with its KV cache behind the same calls, one
+    pass per token, and refuses a diffusion decoder's settings instead of ignoring them."""
+    from dataclasses import replace
+
+    import torch
+    from unidiff_envs import make
+
+    from unidiff.bundle import save_bundle
+    from unidiff.model import Backbone
+
+    m = unidiff.load(bundle)
+    torch.manual_seed(0)
+    twin = Backbone(m.spec, replace(m.net.cfg, causal=True))
+    ar = unidiff.load(save_bundle(tmp_path / "ar", twin, tokenizers=m.tokenizers, fit_config=m.config["fit_config"]))
+    env = make("unidiff/TabletopPush-v0", size=32)
+    obs, info = env.reset(seed=3)
+    assert all(isinstance(c, str) for c in ar.caption([obs["image"]] * 2))
+    assert ar.generate(["a red cube on the left."], temperature=1.0)[0].shape == (32, 32, 3)
+    policy = ar.policy(n_action_steps=2)
+    policy.reset()
+    assert policy.select_action({**obs, "instruction": info["instruction"]}).shape == env.action_space.shape
+    seg = m.spec.segment("action")
+    assert policy.stats()["nfe"] == seg.rows * seg.cols  # one pass per action token
+    for kw in ({"steps": 2}, {"cfg_scale": 2.0}, {"threshold": 0.9}):
+        with pytest.raises(ValueError, match="autoregressive-twin bundle"):
+            ar.caption([obs["image"]], **kw)
+
+
 def test_images_are_sampled_with_the_task_defaults_and_seeded(bundle):
     from unidiff.tasks.codec import DECODE_DEFAULTS
 

@@ -101,9 +101,25 @@ def bundle_steps(model) -> int:
     return int(model.data_config.get("decode_steps") or DEFAULT_STEPS)
 
 
-def target_steps(model, target: str, steps: int | None = None) -> int:
-    """Decoder steps of ``target``: ``steps`` if given, else the bundle's setting."""
+def target_steps(model, target: str, steps: int | None = None) -> int | None:
+    """Decoder steps of ``target``: ``steps`` if given, else the bundle's setting; None for an
+    autoregressive-twin bundle, which takes one pass per token (its NFE)."""
+    if model.net.cfg.causal:
+        return None
     return int(steps) if steps is not None else decode_settings(model, target)["steps"]
+
+
+# what an autoregressive-twin bundle's decoder takes: it writes one token per pass, left to right
+AR_SETTINGS = ("temperature", "compile")
+
+
+def check_ar_settings(model, steps: int | None, decode_kw: dict) -> None:
+    """Refuse, for an autoregressive-twin bundle, decoder settings it cannot use (anything but
+    :data:`AR_SETTINGS`), rather than ignore them; nothing for a diffusion bundle."""
+    refused = sorted(set(decode_kw) - set(AR_SETTINGS)) + (["steps"] if steps is not None else [])
+    if model.net.cfg.causal and refused:
+        raise ValueError(f"{refused}: an autoregressive-twin bundle (backbone.causal) decodes one token per pass, left to right, "
+                         f"and takes only {list(AR_SETTINGS)}")
 
 
 def complete(model, given: dict[str, list], target: str, *, steps: int | None = None, seed: int = 0,
@@ -111,17 +127,24 @@ def complete(model, given: dict[str, list], target: str, *, steps: int | None = 
     """The one shape of every task: tokenize the given values (one list per modality, one entry
     per sample), decode the ``target`` segment, detokenize it.  Returns (values, NFE).
     ``steps`` (None: the bundle's for ``target``) and ``decode_kw`` override the target's
-    :func:`decode_settings`."""
+    :func:`decode_settings`.  An autoregressive-twin bundle (``backbone.causal``) decodes with
+    :func:`~unidiff.ar_decode.ar_decode` (greedy unless given a ``temperature``); of the settings it
+    takes only :data:`AR_SETTINGS`, and refuses the others rather than ignore them."""
+    from unidiff.ar_decode import ar_decode
     from unidiff.canvas import prompt_canvas
     from unidiff.decode import decode
 
+    check_ar_settings(model, steps, decode_kw)
     codec = Codec(model.spec, model.tokenizers)
     encoded = {m: codec.encode(m, list(values)) for m, values in given.items()}
     n = len(next(iter(encoded.values())))
     tokens, roles = prompt_canvas(model.spec, [{m: segs[i] for m, segs in encoded.items()} for i in range(n)], (target,))
     dev = next(model.net.parameters()).device
-    settings = {**decode_settings(model, target), **decode_kw}
-    if steps is not None:
-        settings["steps"] = steps
-    out = decode(model.net, tokens.to(dev), roles.to(dev), seeds=seed, **settings)
+    if model.net.cfg.causal:
+        out = ar_decode(model.net, tokens.to(dev), roles.to(dev), seeds=seed, **decode_kw)
+    else:
+        settings = {**decode_settings(model, target), **decode_kw}
+        if steps is not None:
+            settings["steps"] = steps
+        out = decode(model.net, tokens.to(dev), roles.to(dev), seeds=seed, **settings)
     return codec.decode(target, out.tokens[:, model.spec.slices[target]]), out.nfe
