@@ -179,6 +179,7 @@ def check_action_space(model, env_id: str) -> None:
 def eval_main(argv: list[str] | None = None) -> int:
     from unidiff.bundle import write_json_atomic
     from unidiff.evaluate import bundle_env_id, bundle_image_size, evaluate_bundle
+    from unidiff.tasks.codec import check_ar_settings
 
     p = _parser("eval", "Evaluate a tabletop bundle on captioning, text-to-image and policy.")
     p.add_argument("--out", required=True)
@@ -193,6 +194,11 @@ def eval_main(argv: list[str] | None = None) -> int:
         sys.exit(f"unidiff: --scenes must be >= 1 and --episodes >= 0, got {a.scenes} and {a.episodes}")
     caption_kw, image_kw = text_block_kw(a.text_block), cfg_kw(a.cfg)
     model = load_or_exit(a.ckpt)
+    try:  # before any decoding
+        for kw in (caption_kw, image_kw):
+            check_ar_settings(model, a.steps, kw)
+    except ValueError as e:
+        sys.exit(f"unidiff: {e}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     env = (a.env or bundle_env_id(model)) if "action" in model.spec.modalities and a.episodes else None
