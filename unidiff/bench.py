@@ -132,7 +132,7 @@ def step_costs(model, task: BenchTask, compile: bool = False, repeats: int = 20)
         t1 = time.perf_counter()
         hidden = cached(x)
         t2 = time.perf_counter()
-        commit_rule(hidden[:, cached.segment(sl)], head, x[:, sl], masked, ids, ranks, masked.sum(1) // 2)  # as after a cached step
+        commit_rule(model.logits(hidden[:, cached.segment(sl)], task.target, head), x[:, sl], masked, ids, ranks, masked.sum(1) // 2)  # as after a cached step
         t3 = time.perf_counter()
         full(x)
         return t1 - t0, t2 - t1, time.perf_counter() - t3, t3 - t2

@@ -112,21 +112,19 @@ def _doubted(p: torch.Tensor, candidates: torch.Tensor, remask: float, budget: t
     return doubt & (rank < budget.unsqueeze(1))
 
 
-def commit_rule(h, head, seg_x, masked, ids, ranks, n_keep, h_u=None, cfg_scale=0.0, temperature=0.0, pick_noise=None,
-                conf_noise=None, block_rank=None, threshold=None, want_p=False):
+def commit_rule(logits, seg_x, masked, ids, ranks, n_keep, temperature=0.0, pick_noise=None, conf_noise=None,
+                block_rank=None, threshold=None, want_p=False):
     """One decoding step's rule for one target segment of some samples (a scheduler step, apart
-    from the model): predict the masked tokens from the hidden states ``h`` (``h_u``: of the
-    unconditional pass, for guidance), choose which to commit, commit them.
+    from the model): from the model's ``logits`` of its positions, pick a token for each masked
+    one, choose which to commit, commit them.
 
     ``n_keep``: how many stay masked (the fixed schedule); ``threshold``: commit every token above it
-    instead (None: the schedule); ``ranks``: ``arange`` of the segment length; ``block_rank``: a
-    left-to-right block order that outranks confidence; ``pick_noise`` / ``conf_noise``: Gumbel
-    noise of sampling and of the commit order (None: argmax, pure confidence).
+    instead (None: the schedule); ``ids``: the joint id of each logit column; ``ranks``: ``arange``
+    of the segment length; ``block_rank``: a left-to-right block order that outranks confidence;
+    ``pick_noise`` / ``conf_noise``: Gumbel noise of sampling and of the commit order (None:
+    argmax, pure confidence).
     -> (segment with the commits, still masked, committed, each pick's probability if ``want_p``).
     """
-    logits = (h @ head).float()
-    if h_u is not None:
-        logits = logits + cfg_scale * (logits - (h_u @ head).float())
     pick = logits.argmax(-1) if pick_noise is None else (logits / temperature + pick_noise).argmax(-1)
     # log-probability of each pick; float64 only where something is added to it or compared with a
     # probability (at batch 1 a step is bound by its number of operators)
@@ -280,12 +278,14 @@ def decode(
         hidden_u = uncond(x) if uncond is not None else None
         nfe += 1 if uncond is None else 2
         for m, sl, rows, idx in targets:
+            logits = model.logits(hidden[rows, out_sl[m][0]], m, heads[m]).float()
+            if hidden_u is not None:
+                logits = logits + cfg_scale * (logits - model.logits(hidden_u[rows, out_sl[m][1]], m, heads[m]).float())
             seg_x, masked = x[rows, sl], todo[rows, sl]
-            pick_noise = _gumbel((len(idx), sl.stop - sl.start, heads[m].shape[1]), gens, idx).to(dev) if temperature > 0 else None
+            pick_noise = _gumbel(logits.shape, gens, idx).to(dev) if temperature > 0 else None
             conf_noise = noise_scale * (1.0 - (k + 1) / steps) * _gumbel(masked.shape, gens, idx).to(dev) if noise_scale > 0 else None
             seg_x, masked, commit, p_pick = commit_rule(
-                hidden[rows, out_sl[m][0]], heads[m], seg_x, masked, ids[m], ranks[m], keep[m][k],  # keep: 0 at the last step
-                None if hidden_u is None else hidden_u[rows, out_sl[m][1]], cfg_scale, temperature, pick_noise, conf_noise,
+                logits, seg_x, masked, ids[m], ranks[m], keep[m][k], temperature, pick_noise, conf_noise,  # keep: 0 at the last step
                 block_rank.get(m), None if last else threshold, remask is not None)
             if remask is not None:
                 commit_p[rows, sl] = torch.where(commit, p_pick, commit_p[rows, sl])

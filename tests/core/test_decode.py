@@ -114,7 +114,7 @@ def test_commit_rule_commits_the_most_confident_masked_tokens():
     logits = h @ head
     p = torch.softmax(logits, -1).amax(-1)
     for threshold, n_keep in ((None, torch.tensor([1, 2])), (0.5, None), (0.999, None)):
-        out, still, commit, p_pick = commit_rule(h, head, seg, masked, ids, torch.arange(6), n_keep, threshold=threshold, want_p=True)
+        out, still, commit, p_pick = commit_rule(logits, seg, masked, ids, torch.arange(6), n_keep, threshold=threshold, want_p=True)
         assert torch.allclose(p_pick.float(), p) and not (commit & ~masked).any() and torch.equal(still, masked & ~commit)
         assert torch.equal(out[commit], ids[logits.argmax(-1)][commit]) and torch.equal(out[~commit], seg[~commit])
         if threshold is None:
