@@ -255,7 +255,7 @@ def table(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     import unidiff
-    from unidiff.bundle import write_json_atomic
+    from unidiff.files import write_json_atomic
     from unidiff.commands import add_text_block_arg, positive_int, text_block_kw
     from unidiff.tasks.codec import bundle_steps, decode_settings
 

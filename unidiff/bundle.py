@@ -15,7 +15,6 @@ data, so a non-editable install carries it); :func:`shipped_bundle_path` finds i
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 import unidiff
 from unidiff.canvas import CanvasSpec
+from unidiff.files import sha256_file, write_json_atomic
 from unidiff.model import Backbone, BackboneConfig
 
 REQUIRED = ("model.safetensors", "config.yaml")
@@ -38,14 +38,6 @@ SHIPPED_BUNDLE = Path(__file__).resolve().parent / "assets" / "tabletop"
 
 class BundleError(RuntimeError):
     """A bundle that is missing, incomplete, modified or from an incompatible version."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def shipped_bundle_path() -> Path:
@@ -60,15 +52,6 @@ def shipped_bundle_path() -> Path:
             "`unidiff fit --config configs/tabletop.yaml`), or copy one there and reinstall."
         )
     return path
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def save_bundle(
@@ -97,7 +80,7 @@ def save_bundle(
             "unidiff_version": unidiff.__version__,
             "canvas": net.spec.to_dict(),
             "backbone": asdict(net.cfg),
-            "files": {f: _sha256(tmp / f) for f in files},
+            "files": {f: sha256_file(tmp / f) for f in files},
             "fit_config": fit_config,
         }
         (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -195,7 +178,7 @@ def load_bundle(path: str | os.PathLike, *, device: str = "cpu") -> Unidiff:
         f = path / name
         if not f.is_file():
             raise BundleError(f"bundle {path} is incomplete: {name} is missing")
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             raise BundleError(f"bundle {path}: {name} does not match its checksum (modified or corrupted); re-export the bundle")
     spec = CanvasSpec.from_dict(config["canvas"])
     net = Backbone(spec, BackboneConfig(**config["backbone"]))

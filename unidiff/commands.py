@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from unidiff.bundle import BundleError, load_bundle
+from unidiff.files import atomic_write, write_json_atomic
 
 
 def positive_int(text: str) -> int:
@@ -117,9 +118,7 @@ def generate_main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for i, (prompt, img) in enumerate(zip(a.prompts, images)):
         path = out / f"{i:03d}.png"
-        tmp = path.with_suffix(".tmp.png")
-        iio.imwrite(tmp, img)
-        tmp.replace(path)
+        atomic_write(path, lambda f: iio.imwrite(f, img, extension=".png"))
         print(f"{path}\t{prompt}")
     return 0
 
@@ -177,7 +176,6 @@ def check_action_space(model, env_id: str) -> None:
 
 
 def eval_main(argv: list[str] | None = None) -> int:
-    from unidiff.bundle import write_json_atomic
     from unidiff.evaluate import bundle_env_id, bundle_image_size, evaluate_bundle
     from unidiff.tasks.codec import check_ar_settings
 

@@ -10,7 +10,8 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
-from unidiff.bundle import Unidiff, load_bundle, save_bundle, write_json_atomic
+from unidiff.bundle import Unidiff, load_bundle, save_bundle
+from unidiff.files import write_json_atomic
 
 
 class ExportBundle(Callback):

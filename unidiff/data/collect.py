@@ -25,8 +25,9 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from unidiff.data.episodes import (EPISODE_DIR, MANIFEST, SCHEMA_VERSION, TMP_MARK, CorruptDatasetError,
-                                   read_episode, read_manifest, sha256_file, verify, write_manifest)
+                                   read_episode, read_manifest, verify, write_manifest)
 from unidiff.data.workers import collect_one, init_worker
+from unidiff.files import sha256_file
 
 
 class CollectError(ValueError):

@@ -12,12 +12,12 @@ leaves either the old file or the new one, never half of one.  Nothing is pickle
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from unidiff.files import atomic_write, sha256_file
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -34,29 +34,6 @@ def episode_name(seed: int) -> str:
     return f"{EPISODE_DIR}/ep_{seed:08d}.npz"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call `write(fileobj)` on a temp file next to `path`, fsync, then rename into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}{TMP_MARK}-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_episode(root: Path, episode: dict) -> dict:
     """Write one rollout (see `unidiff_envs.rollout.run_episode`); returns its manifest record."""
     meta = episode["meta"]
@@ -66,7 +43,7 @@ def write_episode(root: Path, episode: dict) -> dict:
     arrays = {k: episode[k] for k in ARRAY_KEYS if k not in ("captions", "meta")}
     arrays["captions"] = np.asarray(episode["captions"], dtype=np.str_)
     arrays["meta"] = np.asarray(json.dumps(meta), dtype=np.str_)
-    atomic_write_bytes(path, lambda f: np.savez_compressed(f, **arrays))
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     return {"file": rel, "seed": meta["seed"], "sha256": sha256_file(path),
             "bytes": path.stat().st_size, "length": meta["length"], "success": meta["success"]}
 
@@ -119,7 +96,7 @@ def write_manifest(root, manifest: dict) -> None:
     }
     manifest["expert_success_rate"] = (sum(attempts.values()) / len(attempts)) if attempts else None
     text = json.dumps(manifest, indent=1, sort_keys=True)
-    atomic_write_bytes(Path(root) / MANIFEST, lambda f: f.write(text.encode()))
+    atomic_write(Path(root) / MANIFEST, lambda f: f.write(text.encode()))
 
 
 def verify(root) -> list[str]:

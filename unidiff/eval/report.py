@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import html
 import io
-import json
-import os
 import re
 import shutil
-import tempfile
 import textwrap
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from unidiff.files import atomic_write, write_json_atomic
 
 SECTION_KEYS = {"title", "text", "images", "videos", "metrics"}
 _CSS = """body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}
@@ -63,18 +62,6 @@ def image_grid(images: list[np.ndarray], captions: list[str], cols: int, tile: i
     return np.asarray(canvas)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same directory, then os.replace (atomic on POSIX)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _json_default(obj):
     if isinstance(obj, np.generic):
         return obj.item()
@@ -116,7 +103,7 @@ def _asset(item, out_dir: Path, name: str) -> str:
         buf = io.BytesIO()
         Image.fromarray(item).save(buf, format="PNG")
         path = assets / f"{name}.png"
-        _atomic_write(path, buf.getvalue())
+        atomic_write(path, lambda f: f.write(buf.getvalue()))
         return path.relative_to(out_dir).as_posix()
     src = Path(item).resolve()
     if not src.is_file():
@@ -166,12 +153,11 @@ def write_report(out_dir, metrics: dict, sections: list, title: str = "unidiff e
         raise TypeError(f"metrics must be a dict, got {type(metrics).__name__}")
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    payload = json.dumps(metrics, indent=1, default=_json_default, allow_nan=True).encode()
     body = "\n".join(_section(s, out, i) for i, s in enumerate(sections))
     head = html.escape(title)
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>{head}</title>"
             f"<style>{_CSS}</style></head><body><h1>{head}</h1>"
             f"<h2>Metrics</h2>{_table(metrics)}<p><a href=\"metrics.json\">metrics.json</a></p>\n{body}</body></html>")
-    _atomic_write(out / "metrics.json", payload)
-    _atomic_write(out / "report.html", page.encode())
+    write_json_atomic(out / "metrics.json", metrics, default=_json_default)
+    atomic_write(out / "report.html", lambda f: f.write(page.encode()))
     return out / "report.html"

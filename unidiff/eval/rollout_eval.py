@@ -29,6 +29,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from unidiff.eval.stats import wilson_interval
+from unidiff.files import atomic_path
 
 _WORKER: dict = {}
 POLICY_STATS = ("nfe", "ms_per_chunk")
@@ -128,11 +129,13 @@ def write_video(stem: Path, frames: list[np.ndarray], fps: float) -> str:
     frames = np.stack(frames).astype(np.uint8)
     try:
         path = stem.with_suffix(".mp4")
-        imageio.mimwrite(path, frames, fps=fps, codec="libx264", quality=8, macro_block_size=16,
-                         ffmpeg_log_level="error")
+        with atomic_path(path) as tmp:
+            imageio.mimwrite(tmp, frames, fps=fps, codec="libx264", quality=8, macro_block_size=16,
+                             ffmpeg_log_level="error")
     except Exception:  # no usable ffmpeg: fall back to an (always available) GIF
         path = stem.with_suffix(".gif")
-        imageio.mimwrite(path, frames, duration=1000.0 / fps, loop=0)
+        with atomic_path(path) as tmp:
+            imageio.mimwrite(tmp, frames, duration=1000.0 / fps, loop=0)
     return str(path)
 
 
