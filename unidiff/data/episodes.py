@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unidiff.files import atomic_write, sha256_file
+from unidiff.files import atomic_write, sha256_file, write_json_atomic
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -95,8 +95,7 @@ def write_manifest(root, manifest: dict) -> None:
         "attempts": len(attempts),
     }
     manifest["expert_success_rate"] = (sum(attempts.values()) / len(attempts)) if attempts else None
-    text = json.dumps(manifest, indent=1, sort_keys=True)
-    atomic_write(Path(root) / MANIFEST, lambda f: f.write(text.encode()))
+    write_json_atomic(Path(root) / MANIFEST, manifest)
 
 
 def verify(root) -> list[str]:

@@ -7,7 +7,6 @@ a CI artifact.  Files are written atomically so a crashed run never leaves a hal
 from __future__ import annotations
 
 import html
-import io
 import re
 import shutil
 import textwrap
@@ -100,10 +99,8 @@ def _asset(item, out_dir: Path, name: str) -> str:
     assets = out_dir / "assets"
     assets.mkdir(exist_ok=True)
     if isinstance(item, np.ndarray):
-        buf = io.BytesIO()
-        Image.fromarray(item).save(buf, format="PNG")
         path = assets / f"{name}.png"
-        atomic_write(path, lambda f: f.write(buf.getvalue()))
+        atomic_write(path, lambda f: Image.fromarray(item).save(f, format="PNG"))
         return path.relative_to(out_dir).as_posix()
     src = Path(item).resolve()
     if not src.is_file():
