@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -29,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 import unidiff
 from unidiff.canvas import CanvasSpec
-from unidiff.files import sha256_file, write_json_atomic
+from unidiff.files import atomic_dir, sha256_file, write_json_atomic
 from unidiff.model import Backbone, BackboneConfig
 
 REQUIRED = ("model.safetensors", "config.yaml")
@@ -65,9 +63,7 @@ def save_bundle(
 ) -> Path:
     """Write a bundle for ``net`` (or ``state_dict``, e.g. EMA weights, in ``net``'s layout)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-    try:
+    with atomic_dir(path) as tmp:
         state = state_dict if state_dict is not None else net.state_dict()
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp / "model.safetensors")
         if tokenizers:
@@ -85,16 +81,6 @@ def save_bundle(
         }
         (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         write_json_atomic(tmp / "metrics.json", metrics or {})
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return path
 
 

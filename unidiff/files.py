@@ -1,8 +1,8 @@
-"""Crash-safe file writes and checksums, shared by bundles, datasets and reports.
+"""Crash-safe writes of files and directories, and checksums: bundles, tokenizers, datasets, reports.
 
-Every file the project writes goes to a temporary name in the same directory (so the final
-rename stays on one filesystem and is atomic on POSIX) and is moved into place only once it is
-complete; a failed or interrupted write leaves the old file, or nothing, never half a file.
+Every file or directory the project writes goes to a temporary name in the same directory (so
+the final rename stays on one filesystem and is atomic on POSIX) and is moved into place only once
+it is complete; a failed or interrupted write leaves the old one, or nothing, never half of one.
 Temporary names contain ``.tmp``, which is how ``unidiff collect`` finds leftovers of a killed run.
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
         write(f)
         f.flush()
         os.fsync(f.fileno())
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temp directory next to ``path`` to fill; when the block ends it replaces
+    ``path`` whole (an existing one is moved aside first and deleted after), readable by all
+    (``mkdtemp`` makes it private; bundles and tokenizers are shared).  If the block raises, the
+    temp directory is deleted and ``path`` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield tmp
+        for p in [tmp, *tmp.rglob("*")]:
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+            os.replace(path, old)  # a directory may replace an empty one
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 def write_json_atomic(path: str | os.PathLike, data: dict, default: Callable[[Any], Any] | None = None) -> None:

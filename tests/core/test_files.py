@@ -62,3 +62,21 @@ def test_atomic_path_keeps_the_suffix_for_writers_that_read_it(tmp_path):
     with pytest.raises(RuntimeError), atomic_path(tmp_path / "w.gif"):
         raise RuntimeError("writer failed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.gif"]
+
+
+def test_atomic_dir_replaces_a_directory_whole_or_not_at_all(tmp_path):
+    from unidiff.files import atomic_dir
+
+    target = tmp_path / "bundle"
+    target.mkdir()
+    (target / "stale.txt").write_text("from the last export")
+    with atomic_dir(target) as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "model.bin").write_bytes(b"weights")
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*")) == ["sub", "sub/model.bin"]
+    assert target.stat().st_mode & 0o777 == 0o755 and (target / "sub" / "model.bin").stat().st_mode & 0o777 == 0o644
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "half.bin").write_bytes(b"half")
+        raise RuntimeError("export failed")
+    assert (target / "sub" / "model.bin").read_bytes() == b"weights" and not (target / "half.bin").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no temp or set-aside directories left

@@ -17,11 +17,11 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
+
+from unidiff.files import atomic_dir
 
 INDEX = "tokenizers.json"
 FORMAT = 1
@@ -86,9 +86,7 @@ def save_tokenizers(directory: str | os.PathLike, tokenizers: dict[str, Tokenize
     """Write every tokenizer (one sub-directory per modality) plus the JSON index, atomically:
     into a temporary sibling first, then renamed into place."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
-    try:
+    with atomic_dir(directory) as tmp:
         index = {}
         for modality, tok in tokenizers.items():
             name = type(tok).__name__
@@ -99,14 +97,6 @@ def save_tokenizers(directory: str | os.PathLike, tokenizers: dict[str, Tokenize
             tok.save(tmp / modality)
             index[modality] = {"class": name, "path": modality, "vocab_size": tok.vocab_size}
         (tmp / INDEX).write_text(json.dumps({"format": FORMAT, "tokenizers": index}, indent=2) + "\n")
-        for path in [tmp, *tmp.rglob("*")]:  # mkdtemp and safetensors make files private; a bundle is shared
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return directory
 
 

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Literal
@@ -28,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from unidiff.files import atomic_dir, write_json_atomic
 from unidiff.tokenize.base import save_tokenizers
 from unidiff.tokenize.image import ImageTokenizer, VQConfig, to_unit
 
@@ -323,13 +321,6 @@ class VQTokenizerModule(L.LightningModule):
 
 def write_tokenizer_dir(out: Path, tok: ImageTokenizer, metrics: dict) -> None:
     """Write tokenizer + metrics.json into a temporary sibling, then rename it into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
-        save_tokenizers(tmp / "t", {"image": tok})
-        (tmp / "t" / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp / "t", out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_dir(out) as tmp:
+        save_tokenizers(tmp, {"image": tok})
+        write_json_atomic(tmp / "metrics.json", metrics)
