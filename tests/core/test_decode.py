@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from unidiff.canvas import Role, position_roles, prompt_canvas
+from unidiff.canvas import position_roles, prompt_canvas
 from unidiff.decode import commit_rule, decode
 from unidiff.model import KVCache
 from unidiff.vocab import EOS_ID, PAD_ID

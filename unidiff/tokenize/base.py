@@ -19,9 +19,12 @@ import json
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unidiff.files import atomic_dir
+
+if TYPE_CHECKING:
+    from unidiff.vocab import Vocab
 
 INDEX = "tokenizers.json"
 FORMAT = 1
@@ -64,7 +67,7 @@ class Tokenizer(ABC):
     def load(cls, directory: str | os.PathLike) -> "Tokenizer": ...
 
 
-def joint_vocab(tokenizers: dict[str, Tokenizer]) -> "Vocab":
+def joint_vocab(tokenizers: dict[str, Tokenizer]) -> Vocab:
     """The joint vocabulary these tokenizers span: each registers its ``vocab_size`` as its
     modality's range (text ids already sit after the specials, see :mod:`unidiff.vocab`)."""
     from unidiff.vocab import MODALITIES, Vocab
