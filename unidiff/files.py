@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -19,23 +20,24 @@ from typing import IO, Any, Callable, Iterator
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path next to ``path`` (same suffix, so writers that infer the format from
-    it still can) to write the whole file to; it is renamed to ``path`` when the block ends, and
-    removed instead if the block raises (including KeyboardInterrupt), leaving ``path`` untouched."""
+    """Yield a fresh temp path next to ``path`` (same suffix, so writers that infer the format
+    from it still can) to write the whole file to; it is renamed to ``path`` when the block ends,
+    and removed instead if the block raises (including KeyboardInterrupt), leaving ``path``
+    untouched.  The file is created by the writer, so it gets the usual permissions (umask),
+    not ``mkstemp``'s private ones."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
     """Call ``write(f)`` on a binary file at a temp path next to ``path``, fsync it, then rename it into place."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "xb") as f:
         write(f)
         f.flush()
         os.fsync(f.fileno())

@@ -13,6 +13,9 @@ def test_atomic_write_replaces_a_file_whole(tmp_path):
     atomic_write(path, lambda f: f.write(b"new contents"))
     assert path.read_bytes() == b"new contents"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")  # a shared dataset or report stays as readable as a plainly written file
+    assert path.stat().st_mode == plain.stat().st_mode
 
 
 def test_a_failed_write_keeps_the_old_file_and_no_temp(tmp_path):
