@@ -80,7 +80,10 @@ def _read_image(path: str) -> np.ndarray:
 
     if not Path(path).is_file():
         sys.exit(f"unidiff: no image file {path}")
-    img = np.asarray(iio.imread(path))
+    try:
+        img = np.asarray(iio.imread(path))
+    except Exception as e:  # imageio raises per-plugin types; all mean "not an image we can read"
+        sys.exit(f"unidiff: cannot read {path} as an image ({type(e).__name__}); give PNG or JPEG files")
     return img[..., :3] if img.ndim == 3 else img
 
 

@@ -183,6 +183,9 @@ def test_bad_inputs_get_clear_errors(bundle, tmp_path):
     assert r.returncode != 0 and "--cfg-drop video" in r.stderr
     r = subprocess.run([sys.executable, "-m", "unidiff.cli", "caption", "--ckpt", str(tmp_path / "nope"), "x.png"], capture_output=True, text=True)
     assert r.returncode != 0 and "no bundle at" in r.stderr
+    (tmp_path / "notes.png").write_text("not an image")
+    r = subprocess.run([sys.executable, "-m", "unidiff.cli", "caption", "--ckpt", str(bundle), str(tmp_path / "notes.png")], capture_output=True, text=True)
+    assert r.returncode != 0 and f"cannot read {tmp_path / 'notes.png'} as an image" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "unidiff.cli", "eval", "--ckpt", str(bundle), "--out", str(tmp_path / "e"), "--episodes", "-1"], capture_output=True, text=True)
     assert r.returncode != 0 and "--episodes >= 0" in r.stderr and not (tmp_path / "e").exists()
     r = subprocess.run([sys.executable, "-m", "unidiff.cli", "eval", "--ckpt", str(bundle), "--out", str(tmp_path / "e"), "--text-block", "-2"], capture_output=True, text=True)
