@@ -54,11 +54,17 @@ def _generated_tokens(task: BenchTask, got: torch.Tensor) -> int:
     return got.numel()
 
 
+def _standard_error(values: list[float]) -> float:
+    """Standard error of the mean of ``values`` (0 for fewer than two)."""
+    return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+
+
 def measure(variants: dict[str, Callable[..., DecodeOutput]], task: BenchTask, batch_size: int, tick=None, seed: int = 0) -> tuple[dict, dict]:
     """Decode every prompt in chunks of ``batch_size`` with every variant, the variants taking turns
     chunk by chunk (so load from other processes on a shared machine hits them alike), after one
     untimed warm-up chunk each.  Quality is ``task.score`` of all the decoded targets (``quality``:
-    its headline ``task.metric``, next to every metric the scorer returns).  Seeds follow the sample index (plus ``seed``), so a sample decodes the same in
+    its headline ``task.metric``, next to every metric the scorer returns; ``quality_se``: its
+    standard error over the prompts; ``per_sample_quality``: the metric of each prompt).  Seeds follow the sample index (plus ``seed``), so a sample decodes the same in
     every chunking.  NFE is per chunk (the batch's forward passes; per sample at batch 1).
     Latency is the median chunk time over the batch size: at batch 1 the real per-sample (per
     action chunk) latency, above it the amortised cost.  Returns cells and canvases per variant."""
@@ -81,9 +87,10 @@ def measure(variants: dict[str, Callable[..., DecodeOutput]], task: BenchTask, b
         tokens[v] = torch.cat(lg["outs"])
         got = tokens[v][:, task.span]
         scores = task.score(got)
+        per_sample = scores.pop("per_sample")
         ms = 1000.0 * statistics.median(lg["times"]) / batch_size
         cells[v] = {"ms_per_sample": ms, "tokens_per_s": _generated_tokens(task, got) / sum(lg["times"]), "nfe": sum(lg["nfes"]) / len(lg["nfes"]),
-                    "quality": scores[task.metric], **scores}
+                    "quality": scores[task.metric], "quality_se": _standard_error(per_sample), **scores, "per_sample_quality": per_sample}
         if task.target == "text":  # elastic length: positions decoded (with [EOS]) vs the segment's capacity
             cells[v]["mean_text_length"] = _generated_tokens(task, got) / got.shape[0]
             cells[v]["text_capacity"] = got.shape[1]
@@ -186,10 +193,21 @@ def _gain(a: float, b: float, higher_is_better: bool) -> float:
     return a - b if higher_is_better else b - a
 
 
+def _delta(a: dict, b: dict, higher_is_better: bool) -> dict:
+    """Quality gain of cell ``a`` over cell ``b`` (:func:`_gain`) and, where both carry their
+    per-prompt qualities, its standard error from the paired per-prompt differences (the same
+    prompts decode in both, so this is far tighter than the two cells' own errors combined)."""
+    out = {"delta": _gain(a["quality"], b["quality"], higher_is_better)}
+    if "per_sample_quality" in a and "per_sample_quality" in b:
+        out["se"] = _standard_error([x - y for x, y in zip(a["per_sample_quality"], b["per_sample_quality"])])
+    return out
+
+
 def ratios(results: dict, batch_sizes: list[int], tasks: dict | None = None) -> dict:
     """Every comparison the targets name, from cells of the same run.  Quality deltas are of each
     task's headline ``quality``, signed so that positive means better (``tasks``: the report's
-    task descriptions, for ``higher_is_better``; every metric higher-is-better without it)."""
+    task descriptions, for ``higher_is_better``; every metric higher-is-better without it); each
+    ``..._quality_delta_...`` has a ``..._se`` beside it, its paired standard error (:func:`_delta`)."""
     out: dict = {}
     for task, cells in results.items():
         hib = (tasks or {}).get(task, {}).get("higher_is_better", True)
@@ -198,16 +216,20 @@ def ratios(results: dict, batch_sizes: list[int], tasks: dict | None = None) -> 
             r = {
                 "cached_speedup_vs_full": full["ms_per_sample"] / cached["ms_per_sample"],
                 "threshold_nfe_ratio_vs_fixed": thr["nfe"] / cached["nfe"],
-                "threshold_quality_delta_vs_fixed": _gain(thr["quality"], cached["quality"], hib),
                 # remasking within the same step budget: at most equal NFE, so any gain is self-correction
                 "remask_nfe_ratio_vs_fixed": cells["cached+remask"][bs]["nfe"] / cached["nfe"],
-                "remask_quality_delta_vs_fixed": _gain(cells["cached+remask"][bs]["quality"], cached["quality"], hib),
             }
+            deltas = {"threshold_quality_delta_vs_fixed": (thr, cached), "remask_quality_delta_vs_fixed": (cells["cached+remask"][bs], cached)}
             if AR in cells:
                 ar = cells[AR][bs]
                 for v in DIFFUSION_VARIANTS:
                     r[f"{v}_speedup_vs_ar"] = ar["ms_per_sample"] / cells[v][bs]["ms_per_sample"]
-                    r[f"{v}_quality_delta_vs_ar"] = _gain(cells[v][bs]["quality"], ar["quality"], hib)
+                    deltas[f"{v}_quality_delta_vs_ar"] = (cells[v][bs], ar)
+            for key, (a, b) in deltas.items():
+                d = _delta(a, b, hib)
+                r[key] = d["delta"]
+                if "se" in d:
+                    r[f"{key}_se"] = d["se"]
             out.setdefault(task, {})[bs] = r
     return out
 
@@ -235,14 +257,14 @@ def checks(report: dict, deploy: str = "cached+threshold") -> dict:
 
 def table(report: dict) -> str:
     tasks = report.get("tasks", {})
-    lines = [f"{'task':<8} {'variant':<24} {'B':>3} {'ms/sample':>10} {'tok/s':>9} {'NFE':>6} {'quality':>8}  extra"]
+    lines = [f"{'task':<8} {'variant':<24} {'B':>3} {'ms/sample':>10} {'tok/s':>9} {'NFE':>6} {'quality ± se':>14}  extra"]
     for task, cells in report["results"].items():
         for v, by_bs in cells.items():
             for bs, c in by_bs.items():
                 extra = f"{c['control_hz']:.0f} Hz" if "control_hz" in c else ""
                 if v == "cached":
                     extra += f" identical={report['cached_identical_to_full'][task][bs]}"
-                lines.append(f"{task:<8} {v:<24} {bs:>3} {c['ms_per_sample']:>10.2f} {c['tokens_per_s']:>9.0f} {c['nfe']:>6.2f} {c['quality']:>8.3f}  {extra.strip()}")
+                lines.append(f"{task:<8} {v:<24} {bs:>3} {c['ms_per_sample']:>10.2f} {c['tokens_per_s']:>9.0f} {c['nfe']:>6.2f} {c['quality']:>7.3f} ± {c.get('quality_se', 0.0):.3f}  {extra.strip()}")
     for task, c in report.get("step_costs", {}).items():
         lines.append(f"{task} at B=1: cache build {c['cache_build_ms']:.2f} ms, cached step {c['cached_step_ms']:.2f} ms, "
                      f"full step {c['full_step_ms']:.2f} ms, commit {c['commit_ms']:.2f} ms")

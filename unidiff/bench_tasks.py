@@ -30,8 +30,9 @@ class BenchTask:
     truth: torch.Tensor  # (N, target segment length) ground-truth target tokens
     span: slice  # the target segment's slice of the canvas
     horizon: int = 0  # policy: steps H per action chunk (0 for other tasks)
-    # decoded target segments (N, span length) -> {metric: value}, holding ``metric``; default:
-    # exact match of the tokens with ``truth`` (text: up to [EOS])
+    # decoded target segments (N, span length) -> {metric: value}, holding ``metric`` and
+    # ``per_sample`` (that metric per sample, whose mean it is: the bench's standard errors);
+    # default: exact match of the tokens with ``truth`` (text: up to [EOS])
     score: Callable[[torch.Tensor], dict] | None = None
     metric: str = "exact_match"  # the headline quality (ratios and checks use it)
     higher_is_better: bool = True
@@ -48,7 +49,7 @@ def exact_match(target: str, truth: torch.Tensor, got: torch.Tensor) -> dict:
         hits = [text_ids(g) == text_ids(t) for g, t in zip(got, truth)]
     else:
         hits = [bool(torch.equal(g, t)) for g, t in zip(got, truth)]
-    return {"exact_match": sum(hits) / len(hits)}
+    return {"exact_match": sum(hits) / len(hits), "per_sample": [float(h) for h in hits]}
 
 
 # ---- tasks -----------------------------------------------------------------------------------
@@ -129,14 +130,14 @@ def _score_captions(codec, descriptions: list[dict], got: torch.Tensor) -> dict:
     from unidiff.eval import score_captions
 
     scores = score_captions(codec.decode("text", got), descriptions)
-    return {k: scores[k] for k in ("exact_match", "object_f1", "relation_accuracy", "cell_accuracy")}
+    return {k: scores[k] for k in ("exact_match", "object_f1", "relation_accuracy", "cell_accuracy")} | {"per_sample": [float(p) for p in scores["passed"]]}
 
 
 def _score_images(codec, descriptions: list[dict], got: torch.Tensor) -> dict:
     from unidiff.eval import score_images
 
     scores = score_images(codec.decode("image", got), descriptions)
-    return {k: scores[k] for k in ("scene_accuracy", "object_recall")}
+    return {k: scores[k] for k in ("scene_accuracy", "object_recall")} | {"per_sample": [float(p) for p in scores["passed"]]}
 
 
 def _score_actions(codec, chunks, truth: torch.Tensor, got: torch.Tensor) -> dict:
@@ -145,7 +146,8 @@ def _score_actions(codec, chunks, truth: torch.Tensor, got: torch.Tensor) -> dic
     import numpy as np
 
     decoded = np.stack(codec.decode("action", got))
-    return {"action_mae": float(np.abs(decoded - np.asarray(chunks)).mean()), "token_accuracy": float((got == truth).float().mean())}
+    per_sample = np.abs(decoded - np.asarray(chunks)).reshape(len(decoded), -1).mean(1)
+    return {"action_mae": float(per_sample.mean()), "token_accuracy": float((got == truth).float().mean()), "per_sample": per_sample.tolist()}
 
 
 def _tabletop_tasks(bundle, init_args: dict, n: int) -> list[BenchTask]:

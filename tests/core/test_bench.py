@@ -55,6 +55,13 @@ def test_bench_writes_every_field(bundles, tmp_path, capsys):
         # the synthetic world keeps exact match as its quality
         assert report["tasks"][task]["quality_metric"] == "exact_match" and report["tasks"][task]["higher_is_better"] is True
         assert all(c["quality"] == c["exact_match"] for c in report["results"][task]["cached"].values())
+        for bs in ("1", "2"):  # each prompt's quality, their mean the headline, their spread its standard error
+            c, ar = report["results"][task]["cached"][bs], report["results"][task]["ar"][bs]
+            per = torch.tensor(c["per_sample_quality"], dtype=torch.float64)
+            assert len(per) == 4 and per.mean().item() == pytest.approx(c["quality"])
+            assert c["quality_se"] == pytest.approx((per.std() / 2).item())
+            diff = per - torch.tensor(ar["per_sample_quality"], dtype=torch.float64)
+            assert report["ratios"][task][bs]["cached_quality_delta_vs_ar_se"] == pytest.approx((diff.std() / 2).item())
     policy = report["results"]["policy"]["cached"]["1"]
     horizon = load_bundle(bundles["diffusion"]).spec.segment("action").rows
     assert policy["control_hz"] == pytest.approx(horizon * 1000.0 / policy["ms_per_chunk"])
@@ -117,3 +124,18 @@ def test_quality_deltas_are_signed_so_positive_is_better():
     c = checks({"results": results, "ratios": r, "cached_identical_to_full": same, "batch_sizes": [1]})
     assert c["policy_diffusion_faster_than_ar_at_equal_quality"] is False  # as fast as AR, not faster
     assert c["policy_remask_raises_quality_at_equal_nfe"] is True and c["caption_remask_raises_quality_at_equal_nfe"] is False
+    assert not any(k.endswith("_se") for k in r["policy"]["1"])  # no per-prompt qualities, no standard errors
+
+
+def test_paired_standard_errors_of_the_quality_deltas():
+    """The same prompts decode in every variant: a delta's error comes from the per-prompt differences."""
+    cells = _cells({"full": 0.5, "cached": 0.5, "cached+remask": 0.75, "cached+threshold": 0.5, "cached+threshold+remask": 0.5, "ar": 0.25})
+    per = {"cached": [1.0, 0.0, 1.0, 0.0], "cached+remask": [1.0, 1.0, 1.0, 0.0], "ar": [1.0, 0.0, 0.0, 0.0]}
+    for v, cell in cells.items():
+        cell["1"]["per_sample_quality"] = per.get(v, per["cached"])
+    r = ratios({"caption": cells}, [1])["caption"]["1"]
+    # remask - cached per prompt: 0, 1, 0, 0 -> mean 0.25, sd 0.5, se 0.25
+    assert r["remask_quality_delta_vs_fixed"] == pytest.approx(0.25) and r["remask_quality_delta_vs_fixed_se"] == pytest.approx(0.25)
+    assert r["threshold_quality_delta_vs_fixed_se"] == 0.0  # identical per prompt: no error at all
+    # cached - ar per prompt: 0, 0, 1, 0 -> 0.25 +- 0.25
+    assert r["cached_quality_delta_vs_ar"] == pytest.approx(0.25) and r["cached_quality_delta_vs_ar_se"] == pytest.approx(0.25)

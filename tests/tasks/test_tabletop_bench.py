@@ -76,3 +76,7 @@ def test_tabletop_tasks_hold_the_held_out_ground_truth(bundle):  # noqa: F811
     perfect = pol.score(pol.truth)
     assert perfect["token_accuracy"] == 1.0 and perfect["action_mae"] == pytest.approx(pol.info["action_mae_floor"])
     assert perfect["action_mae"] < np.mean(m.tokenizers["action"].width)  # within a bin of the expert
+    # each task's per-prompt quality averages to its headline metric (the bench's standard errors)
+    for t, got in ((cap, cap.truth), (pol, pol.truth), (pol, torch.flip(pol.truth, [0]))):
+        s = t.score(got)
+        assert len(s["per_sample"]) == 4 and np.mean(s["per_sample"]) == pytest.approx(s[t.metric])
