@@ -110,6 +110,7 @@ def evaluate_bundle(
     from unidiff.eval import score_captions, score_images
     from unidiff.eval.caption_binding import word_accuracy
     from unidiff.eval.policy_heading import bundle_heading
+    from unidiff.eval.stats import wilson_interval
     from unidiff.tasks.codec import target_steps
 
     samples = heldout_scenes(scenes, image_size)
@@ -122,6 +123,11 @@ def evaluate_bundle(
     generated, nfe_t2i = decode_batched(model, "text", [s["caption"] for s in samples], "image", steps=steps, batch=batch, **(image_kw or {}))
     out = {f"caption.{k}": v for k, v in score_captions(captions, truth).items()}
     out.update({f"t2i.{k}": v for k, v in score_images(generated, truth).items()})
+    # 95 % Wilson intervals of the per-scene pass rates, as for the policy's success rate: a few
+    # hundred scenes leave a few points of doubt, which comparisons of bundles must exceed
+    for task, rate in (("caption", "exact_match"), ("t2i", "scene_accuracy")):
+        passed = out[f"{task}.passed"]
+        out[f"{task}.{rate}_ci95_low"], out[f"{task}.{rate}_ci95_high"] = wilson_interval(sum(passed), len(passed))
     # where a model fails: the same two scores per number of objects in the scene
     for n in sorted({len(d["objects"]) for d in truth}):
         idx = [i for i, d in enumerate(truth) if len(d["objects"]) == n]

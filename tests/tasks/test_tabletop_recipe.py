@@ -148,6 +148,9 @@ def test_the_bundle_decodes_with_its_own_settings(bundle, tmp_path):
     assert complete(m, {"text": ["a red cube on the left."]}, "image")[1] == 4  # 2 steps, 2 passes each (guidance)
     assert m.caption(obs) == m.caption(obs, steps=3)
     assert (m.metrics["caption.steps"], m.metrics["t2i.steps"], m.metrics["policy.steps"]) == (3, 2, 2)  # what fit's evaluation used
+    for rate in ("caption.exact_match", "t2i.scene_accuracy"):  # with their 95 % intervals, of width > 0
+        assert 0.0 <= m.metrics[f"{rate}_ci95_low"] <= m.metrics[rate] <= m.metrics[f"{rate}_ci95_high"] <= 1.0
+        assert m.metrics[f"{rate}_ci95_high"] - m.metrics[f"{rate}_ci95_low"] > 0.0
     with pytest.raises(ValueError, match=r"unknown decode setting\(s\) \['text_blok'\]"):
         check_decode_settings({"text": {"text_blok": 4}})
     with pytest.raises(ValueError, match="unknown modality 'txt'"):
