@@ -68,9 +68,15 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def json_text(data: dict, default: Callable[[Any], Any] | None = None) -> str:
+    """The project's JSON layout (indented, sorted keys, final newline); raises before any I/O on
+    values it cannot serialise, so a caller can check that first and write later."""
+    return json.dumps(data, indent=2, sort_keys=True, default=default) + "\n"
+
+
 def write_json_atomic(path: str | os.PathLike, data: dict, default: Callable[[Any], Any] | None = None) -> None:
-    """``data`` as indented JSON with sorted keys; serialised before anything touches the disk."""
-    text = json.dumps(data, indent=2, sort_keys=True, default=default) + "\n"
+    """``data`` as :func:`json_text`; serialised before anything touches the disk."""
+    text = json_text(data, default)
     atomic_write(path, lambda f: f.write(text.encode()))
 
 

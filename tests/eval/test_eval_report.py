@@ -61,7 +61,7 @@ def test_report_references_existing_files_and_metrics_round_trip(tmp_path):
     loaded = json.loads((out / "metrics.json").read_text())
     assert loaded == {"policy": {"success_rate": 0.75, "episodes": 4, "seeds": [1, 4]},
                       "caption": {"exact_match": 0.5, "n": 3}, "note": "a<b"}
-    assert not list(out.rglob("*.tmp"))  # atomic writes leave no temp files behind
+    assert not list(out.rglob("*.tmp*"))  # atomic writes leave no temp files behind
 
 
 def test_report_rejects_bad_sections(tmp_path):
@@ -73,3 +73,7 @@ def test_report_rejects_bad_sections(tmp_path):
         write_report(tmp_path, {}, [{"title": "x", "videos": [str(tmp_path / "missing.mp4")]}])
     with pytest.raises(TypeError, match="metrics"):
         write_report(tmp_path, [1, 2], [])
+    out = tmp_path / "unserialisable"
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        write_report(out, {"x": object()}, [{"title": "x", "images": [np.zeros((8, 8, 3), np.uint8)]}])
+    assert not out.exists()  # nothing written, not even the section's images

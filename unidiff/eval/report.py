@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from unidiff.files import atomic_write, write_json_atomic
+from unidiff.files import atomic_write, json_text
 
 SECTION_KEYS = {"title", "text", "images", "videos", "metrics"}
 _CSS = """body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}
@@ -148,6 +148,7 @@ def write_report(out_dir, metrics: dict, sections: list, title: str = "unidiff e
     """
     if not isinstance(metrics, dict):
         raise TypeError(f"metrics must be a dict, got {type(metrics).__name__}")
+    payload = json_text(metrics, default=_json_default)  # unserialisable metrics fail before any file is written
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     body = "\n".join(_section(s, out, i) for i, s in enumerate(sections))
@@ -155,6 +156,6 @@ def write_report(out_dir, metrics: dict, sections: list, title: str = "unidiff e
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>{head}</title>"
             f"<style>{_CSS}</style></head><body><h1>{head}</h1>"
             f"<h2>Metrics</h2>{_table(metrics)}<p><a href=\"metrics.json\">metrics.json</a></p>\n{body}</body></html>")
-    write_json_atomic(out / "metrics.json", metrics, default=_json_default)
+    atomic_write(out / "metrics.json", lambda f: f.write(payload.encode()))
     atomic_write(out / "report.html", lambda f: f.write(page.encode()))
     return out / "report.html"
